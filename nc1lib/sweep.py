@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from .datasets import GaussianClasses
-from .nc1 import covariance_traces_from_gram, nc1_of_data, relative_nc1
+from ._validate import as_float_array, check_choice, check_class_sizes, check_gram, check_positive
+from .nc1 import nc1_of_data, relative_nc1
 
 _PKG_DIR = Path(__file__).resolve().parent
 
@@ -62,12 +63,57 @@ def repeat_seed(base_seed: int, spec: GaussianClasses, repeat: int) -> int:
     return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint32)[0])
 
 
-def gram_row(model: str, K, class_sizes, **extra) -> dict:
-    """A result row from a Gram matrix: NC1 in the paper's weighting and the sample-weighted one."""
-    tr_w, tr_b = covariance_traces_from_gram(K, class_sizes, "paper")
-    tr_ws, tr_bs = covariance_traces_from_gram(K, class_sizes, "sample")
-    return {"model": model, "nc1": tr_w / tr_b, "nc1_sample": tr_ws / tr_bs,
+def class_indicator(class_sizes) -> np.ndarray:
+    """``Z`` (N, C): ``Z[i, c] = 1`` if row i of an organised dataset is in class c."""
+    cs = np.asarray(class_sizes, dtype=np.int64)
+    return (np.repeat(np.arange(cs.size), cs)[:, None] == np.arange(cs.size)[None, :]).astype(np.float64)
+
+
+def traces_from_block_sums(trace_K: float, B, class_sizes, weighting: str = "paper") -> tuple[float, float]:
+    """``(Tr Sigma_W, Tr Sigma_B)`` from the trace of a Gram and its C x C class-block sums ``B``.
+
+    The same formulas as :func:`nc1lib.nc1.covariance_traces_from_gram` (Theorem 4.1, eqs. 8-9,
+    and the sample-weighted form), split off so that one pass over a Gram serves both
+    weightings and so that a fused kernel evaluation need never store the Gram.
+    """
+    cs = np.asarray(class_sizes, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    N, C = cs.sum(), cs.size
+    S_cc = np.diag(B)                     # S_c: sum of the c-th diagonal block
+    S = B.sum()                           # S: sum of the whole Gram
+    if weighting == "paper":
+        tr_w = trace_K / N - np.sum(S_cc / cs ** 2) / C        # Theorem 4.1, eq. 8
+        tr_b = np.sum(S_cc / cs ** 2) / C - S / N ** 2         # Theorem 4.1, eq. 9
+    elif weighting == "sample":
+        T_c = B.sum(axis=1)               # sum of the c-th block row: n_c N <mu_c, mu_G>
+        tr_w = (trace_K - np.sum(S_cc / cs)) / N                                        # (1/N) sum ||h - mu_c||^2
+        tr_b = (np.sum(S_cc / cs ** 2) - 2.0 * np.sum(T_c / cs) / N) / C + S / N ** 2  # (1/C) sum ||mu_c - mu_G||^2
+    else:
+        raise ValueError(f"unknown weighting {weighting!r}; choose one of ['paper', 'sample']")
+    return float(tr_w), float(tr_b)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b != 0 else float("inf")
+
+
+def row_from_block_sums(model: str, trace_K: float, B, class_sizes, **extra) -> dict:
+    """A result row from a Gram's trace and class-block sums: NC1 in both weightings."""
+    tr_w, tr_b = traces_from_block_sums(trace_K, B, class_sizes, "paper")
+    tr_ws, tr_bs = traces_from_block_sums(trace_K, B, class_sizes, "sample")
+    return {"model": model, "nc1": _ratio(tr_w, tr_b), "nc1_sample": _ratio(tr_ws, tr_bs),
             "tr_w": tr_w, "tr_b": tr_b, **extra}
+
+
+def gram_row(model: str, K, class_sizes, **extra) -> dict:
+    """A result row from a Gram matrix: NC1 in the paper's weighting and the sample-weighted one.
+
+    ``K`` is validated once (square, finite, symmetric) and summed over its class blocks once.
+    """
+    K = check_gram(K)
+    cs = check_class_sizes(class_sizes, K.shape[0])
+    B = class_indicator(cs).T @ (K @ class_indicator(cs))     # C x C block sums
+    return row_from_block_sums(model, float(np.trace(K)), B, cs, **extra)
 
 
 def _run_cell(model, spec: GaussianClasses, seeds: Sequence[int], data_weighting: str) -> list[dict]:
@@ -209,25 +255,189 @@ def grid(dataset: Callable[..., GaussianClasses], Ns: Iterable[int], d0s: Iterab
     return [dataset(N, d0, **kwargs) for N in Ns for d0 in d0s]
 
 
+_TWO_OVER_PI = 2.0 / np.pi
+
+
+def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, sigma_b: float = 0.0,
+                      variants=("derived",), get=("nngp", "ntk"), chunk: int = 128) -> dict:
+    """Trace and class-block sums of the one-hidden-layer NNGP and NTK Grams, without storing them.
+
+    Returns ``{(g, variant): (trace, B)}`` for ``g`` in ``get`` and each variant, where ``B`` is
+    the C x C matrix of class-block sums: all that Theorem 4.1 needs. The Gram is evaluated
+    ``chunk`` rows at a time (the temporaries stay in cache) with the same formulas as
+    :func:`nc1lib.kernels.kernel_fn` at depth 2, rearranged so that each entry costs one
+    inverse trig function and one square root: the variances enter through the vectors
+    ``(1 + 2 S_ii)^(-1/2)`` (Erf) or ``S_ii^(1/2)`` (ReLU), never through an N x N product.
+    NNGP, NTK and the reference variant (MATH.md 8.1) share one pass.
+    """
+    check_choice(activation, ("erf", "relu"), "activation")
+    variants = (variants,) if isinstance(variants, str) else tuple(variants)
+    gets = (get,) if isinstance(get, str) else tuple(get)
+    for v in variants:
+        check_choice(v, ("derived", "reference"), "variant")
+    for g in gets:
+        check_choice(g, ("nngp", "ntk"), "get")
+    sw2 = check_positive(sigma_w, "sigma_w") ** 2
+    sb2 = check_positive(sigma_b, "sigma_b", allow_zero=True) ** 2
+    X = as_float_array(X, "X", ndim=2)
+    cs = check_class_sizes(class_sizes, X.shape[0])
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    N, d0 = X.shape
+    Z = class_indicator(cs)
+    want_ntk = "ntk" in gets
+    d = sb2 + sw2 * np.einsum("ij,ij->i", X, X) / d0           # eq. 10 on the diagonal: S(x, x)
+    keys = [("nngp", "derived")] + ([("ntk", v) for v in variants] if want_ntk else [])
+    if activation == "relu":                                     # ReLU has no reference departure
+        keys = [("nngp", "derived")] + ([("ntk", "derived")] if want_ntk else [])
+    Bs = {k: np.zeros((Z.shape[1], Z.shape[1])) for k in keys}   # class-block sums, Z^T K Z
+    tr = {k: 0.0 for k in keys}
+    if activation == "erf":
+        r = 1.0 / np.sqrt(1.0 + 2.0 * d)                         # (1 + 2 S_ii)^(-1/2)
+        P_ref = float(np.sum((1.0 + 2.0 * d) ** 2))              # MATH.md 8.1: sum_k (1 + 2 S_kk)^2
+    else:
+        rt = np.sqrt(d)                                          # S_ii^(1/2)
+        rinv = np.where(rt > 0, 1.0 / np.where(rt > 0, rt, 1.0), 0.0)
+    S_all = X @ X.T                                              # one symmetric product (BLAS syrk)
+    S_all *= sw2 / d0                                            # eq. 10: Sigma0 = sb2 + sw2 x.x'/d0
+    if sb2:
+        S_all += sb2
+    # The Grams are symmetric: each chunk of rows [i0, i1) is evaluated from column i0 on only
+    # (its diagonal square once, the rectangle to its right standing for itself and its transpose).
+    for i0 in range(0, N, chunk):
+        i1 = min(i0 + chunk, N)
+        S = S_all[i0:i1, i0:]                                    # read only below
+        k = np.arange(i1 - i0)                                   # the diagonal entries of the chunk
+        u = np.empty_like(S)
+        if activation == "erf":
+            # eq. 11 (Williams 1996): K1 = (2/pi) arcsin(u), u = 2 S12 / sqrt((1 + 2 S11)(1 + 2 S22))
+            np.multiply(S, 2.0 * r[i0:i1, None], out=u)
+            u *= r[None, i0:]
+            np.clip(u, -1.0, 1.0, out=u)
+            K = np.arcsin(u)
+            K *= _TWO_OVER_PI
+            if want_ntk:
+                for v in variants:
+                    if v == "derived":
+                        # eq. 15: Kdot = (4/pi) ((1+2S11)(1+2S22) - 4 S12^2)^(-1/2)
+                        #              = (4/pi) r_i r_j / sqrt(1 - u^2)
+                        kd = np.multiply(u, u)
+                        np.subtract(1.0, kd, out=kd)
+                        np.sqrt(kd, out=kd)
+                        np.divide(2.0 * _TWO_OVER_PI * r[i0:i1, None], kd, out=kd)
+                        kd *= r[None, i0:]
+                    else:
+                        # MATH.md 8.1: (4/pi) (sum_k (1 + 2 S_kk)^2 - 4 S12^2)^(-1/2)
+                        kd = np.multiply(S, S)
+                        kd *= -4.0
+                        kd += P_ref
+                        np.sqrt(kd, out=kd)
+                        np.divide(2.0 * _TWO_OVER_PI, kd, out=kd)
+                    _accumulate_ntk(Bs, tr, ("ntk", v), K, kd, S, sw2, sb2, Z, i0, i1)
+        else:
+            # App. B (Cho & Saul 2009): cos t = S12 / sqrt(S11 S22),
+            # K1 = (1/2pi) sqrt(S11 S22) (sin t + (pi - t) cos t), Kdot = (pi - t) / (2 pi)
+            np.multiply(S, rinv[i0:i1, None], out=u)
+            u *= rinv[None, i0:]
+            np.clip(u, -1.0, 1.0, out=u)
+            # cos t = 1 exactly on the diagonal: arccos would turn a rounding error of 1e-16
+            # into t ~ 1e-8, and Kdot(x, x) = 1/2 with it
+            u[k, k] = np.where(d[i0:i1] > 0, 1.0, 0.0)
+            pmt = np.arccos(u)
+            np.subtract(np.pi, pmt, out=pmt)                     # pi - t
+            K = np.multiply(u, u)
+            np.subtract(1.0, K, out=K)
+            np.sqrt(K, out=K)                                    # sin t
+            u *= pmt
+            K += u                                               # sin t + (pi - t) cos t
+            K *= rt[i0:i1, None] / (2.0 * np.pi)
+            K *= rt[None, i0:]
+            if want_ntk:
+                pmt *= 1.0 / (2.0 * np.pi)                       # Kdot
+                _accumulate_ntk(Bs, tr, ("ntk", "derived"), K, pmt, S, sw2, sb2, Z, i0, i1)
+        _accumulate(Bs, tr, ("nngp", "derived"), K, Z, i0, i1)
+    out = dict((key, (tr[key], Bs[key])) for key in keys)
+    if activation == "relu" or not want_ntk:                     # the variant changes only the Erf NTK
+        for v in variants:
+            for g in gets:
+                out[(g, v)] = out[(g, "derived")]
+    for v in variants:                                           # NNGP is the same in both variants
+        out[("nngp", v)] = out[("nngp", "derived")]
+    return {(g, v): out[(g, v)] for g in gets for v in variants}
+
+
+def _accumulate(Bs, tr, key, G, Z, i0, i1):
+    """Add the upper part of a chunk of rows, ``K[i0:i1, i0:]``, to the class-block sums and trace."""
+    m = i1 - i0
+    Zr = Z[i0:i1]
+    diag_part = Zr.T @ (G[:, :m] @ Zr)                           # the chunk's diagonal square
+    off = Zr.T @ (G[:, m:] @ Z[i1:])                             # the rectangle right of it ...
+    Bs[key] += diag_part + off + off.T                           # ... and its mirror image
+    tr[key] += float(np.trace(G[:, :m]))
+
+
+def _accumulate_ntk(Bs, tr, key, K, kdot, S, sw2, sb2, Z, i0, i1):
+    # eq. 13 (one hidden layer): Theta = Sigma1 + Sigma0 * sw2 * Kdot, Sigma1 = sb2 + sw2 K1 (eq. 14)
+    kdot *= S
+    kdot *= sw2
+    kdot += sw2 * K
+    if sb2:
+        kdot += sb2
+    _accumulate(Bs, tr, key, kdot, Z, i0, i1)
+
+
 class KernelModel:
-    """The limiting NNGP and NTK of one activation, as sweep rows (``model`` = "nngp"/"ntk")."""
+    """The limiting NNGP and NTK of one activation, as sweep rows (``model`` = "nngp"/"ntk").
+
+    ``variant`` is ``"derived"``, ``"reference"`` (MATH.md 8.1) or a tuple of both; with a
+    tuple every dataset gives one NNGP and one NTK row per variant (column ``variant``),
+    computed in one pass. At ``depth=2`` (the paper's 2L-FCN) the rows come from
+    :func:`kernel_block_sums`, which never stores the Gram; ``fused=False`` or a deeper
+    network forms each Gram with :func:`nc1lib.kernels.kernel_fn` instead (same numbers to
+    rounding; the tests check it).
+    """
 
     def __init__(self, activation: str, get=("nngp", "ntk"), depth: int = 2, sigma_w: float = 1.0,
-                 sigma_b: float = 0.0, variant: str = "derived"):
-        self.activation, self.get, self.depth = activation, tuple(get), depth
-        self.sigma_w, self.sigma_b, self.variant = sigma_w, sigma_b, variant
-        self.name = f"kernels-{activation}" + ("" if variant == "derived" else f"-{variant}")
+                 sigma_b: float = 0.0, variant="derived", fused: bool = True):
+        check_choice(activation, ("erf", "relu"), "activation")
+        variants = (variant,) if isinstance(variant, str) else tuple(variant)
+        if not variants:
+            raise ValueError("variant must name at least one variant")
+        for v in variants:
+            check_choice(v, ("derived", "reference"), "variant")
+        gets = (get,) if isinstance(get, str) else tuple(get)
+        for g in gets:
+            check_choice(g, ("nngp", "ntk"), "get")
+        if int(depth) != depth or depth < 2:
+            raise ValueError(f"depth must be an integer >= 2 (one hidden layer or more), got {depth!r}")
+        self.activation, self.get, self.depth = activation, gets, int(depth)
+        self.sigma_w = check_positive(sigma_w, "sigma_w")
+        self.sigma_b = check_positive(sigma_b, "sigma_b", allow_zero=True)
+        self.variant, self.variants, self.fused = variant, variants, bool(fused)
+        self.name = f"kernels-{activation}" + ("" if variants == ("derived",) else "-" + "+".join(variants))
 
     def config(self) -> dict:
         return {"activation": self.activation, "get": list(self.get), "depth": self.depth,
-                "sigma_w": self.sigma_w, "sigma_b": self.sigma_b, "variant": self.variant}
+                "sigma_w": self.sigma_w, "sigma_b": self.sigma_b, "variant": list(self.variants),
+                "fused": self.fused and self.depth == 2}
 
     def run_cell(self, datasets, seeds):
         from .kernels import kernel_fn
         out = []
         for ds in datasets:
-            grams = kernel_fn(ds.X, activation=self.activation, get=self.get, depth=self.depth,
-                              sigma_w=self.sigma_w, sigma_b=self.sigma_b, variant=self.variant)
-            out.append([gram_row(g, grams[g], ds.class_sizes, activation=self.activation,
-                                 variant=self.variant) for g in self.get])
+            rows = []
+            if self.fused and self.depth == 2:
+                sums = kernel_block_sums(ds.X, ds.class_sizes, self.activation, sigma_w=self.sigma_w,
+                                         sigma_b=self.sigma_b, variants=self.variants, get=self.get)
+                for v in self.variants:
+                    for g in self.get:
+                        rows.append(row_from_block_sums(g, *sums[(g, v)], ds.class_sizes,
+                                                        activation=self.activation, variant=v))
+            else:
+                for v in self.variants:
+                    grams = kernel_fn(ds.X, activation=self.activation, get=self.get, depth=self.depth,
+                                      sigma_w=self.sigma_w, sigma_b=self.sigma_b, variant=v)
+                    rows += [gram_row(g, grams[g], ds.class_sizes, activation=self.activation, variant=v)
+                             for g in self.get]
+            out.append(rows)
         return out

@@ -17,8 +17,10 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def execute(name: str, profile: str, force: bool) -> None:
         print(f"[book] {name}: unchanged, reusing the executed notebook", flush=True)
         return
     GENERATED.mkdir(parents=True, exist_ok=True)
-    tmp_in = GENERATED / f"{name}.src.ipynb.tmp"
+    tmp_in = Path(tempfile.mkdtemp(prefix="nc1book-")) / f"{name}.ipynb"
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     jupytext.write(nb, tmp_in, fmt="ipynb")
@@ -65,7 +67,7 @@ def execute(name: str, profile: str, force: bool) -> None:
                             kernel_name="python3", cwd=str(ROOT / "notebooks"),
                             progress_bar=False, log_output=False)
     finally:
-        tmp_in.unlink(missing_ok=True)
+        shutil.rmtree(tmp_in.parent, ignore_errors=True)
     stamp.write_text(want)
     print(f"[book] {name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
 

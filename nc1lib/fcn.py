@@ -1,0 +1,521 @@
+"""Trained fully connected networks: the finite-width side of the paper (Sec. 5.4, App. G).
+
+A network of ``depth`` L has L - 1 hidden layers (depth 2 is the paper's 2L-FCN,
+MATH.md section 4)::
+
+    f(x) = W_L phi( ... phi(W_1 x + b_1) ... ) + b_L
+
+with ``W_1 ~ N(0, sigma_w^2 / d0)``, hidden ``W_l ~ N(0, sigma_w^2 / h_{l-1})``, the
+output ``W_L ~ N(0, sigma_w2^2 / h)`` and biases ``N(0, sigma_b^2)`` (``sigma_b = 0``:
+biases start at 0 and are trained). Training is full-batch gradient descent on the mean
+squared error (mean over samples and outputs, like ``torch.nn.MSELoss``), with the
+update rule of ``torch.optim.SGD(lr, momentum, weight_decay)`` applied to every
+parameter, biases included.
+
+All repeats of a call train *together*: parameters carry a leading repeat dimension and
+every step is a handful of batched matrix products (``torch.baddbmm``/``bmm``) with a
+hand-written backward pass. Repeat ``r`` draws its initialisation from its own seed, so
+it gives the same result as training it alone (``tests/test_fcn.py`` checks both this
+and the agreement with ``torch.nn.Module`` + ``torch.optim.SGD``).
+
+Public entry point: :func:`train_fcn`. Sweep model: :class:`FCNModel`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ._validate import as_float_array, check_choice, check_positive
+from .nc1 import nc1_from_features
+
+ACTIVATIONS = ("erf", "relu")
+
+#: The paper's settings for the 2L-FCN (EXPERIMENTS.md, "Models and their settings").
+PAPER_DEFAULTS = dict(width=500, depth=2, sigma_w=1.0, sigma_w2=1.97, sigma_b=0.0, lr=1e-3,
+                      weight_decay=1e-6, momentum=0.0, epochs=1000)
+
+
+@dataclass
+class FCNResult:
+    """What :func:`train_fcn` returns. Every array has a leading repeat dimension ``R``.
+
+    ``loss[r, e]`` is the training MSE after ``e`` updates (``e = 0 .. epochs``);
+    ``epochs`` lists the epochs at which NC1 and accuracy were recorded (``T`` of them).
+    A repeat that diverged keeps its row: ``diverged[r]`` is True, ``diverged_epoch[r]``
+    is the first epoch whose loss was NaN/inf or above ``divergence_factor`` times the
+    initial loss, and its loss, NC1 and accuracy from that epoch on are NaN.
+    """
+
+    epochs: np.ndarray              # (T,) recorded epochs
+    nc1: np.ndarray                 # (R, T) NC1 of the last hidden layer, paper weighting (eq. 7)
+    nc1_sample: np.ndarray          # (R, T) same, sample-weighted (MATH.md section 2)
+    nc1_classical: np.ndarray       # (R, T) (1/C) Tr(Sigma_W Sigma_B^+) (Papyan et al. 2020)
+    tr_w: np.ndarray                # (R, T) Tr Sigma_W, paper weighting
+    tr_b: np.ndarray                # (R, T) Tr Sigma_B, paper weighting
+    nc1_layers: np.ndarray          # (R, L-1, T) NC1 (paper weighting) of every hidden layer
+    accuracy: np.ndarray            # (R, T) training accuracy: nearest class target to the output
+    loss: np.ndarray                # (R, epochs + 1) training MSE
+    diverged: np.ndarray            # (R,) bool
+    diverged_epoch: np.ndarray      # (R,) int, -1 where the run did not diverge
+    features: np.ndarray | None     # (R, N, h) last hidden post-activations after training
+    hidden: list | None             # every hidden layer's post-activations, (R, N, h_l) each
+    weights: list                   # [W_1 (R, h, d0), ..., W_L (R, k, h)] after training
+    biases: list                    # [b_1 (R, h), ..., b_L (R, k)] after training
+    seeds: list
+    config: dict = field(default_factory=dict)
+    seconds: float = float("nan")
+
+    @property
+    def W1(self) -> np.ndarray:
+        """The trained first-layer weights, (R, h, d0) (rows are the hidden units)."""
+        return self.weights[0]
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        return self.loss[:, -1]
+
+    @property
+    def final_nc1(self) -> np.ndarray:
+        return self.nc1[:, -1]
+
+    @property
+    def final_accuracy(self) -> np.ndarray:
+        return self.accuracy[:, -1]
+
+    def trajectory(self):
+        """The recorded trajectory as a tidy DataFrame: one row per (repeat, recorded epoch)."""
+        import pandas as pd
+        R, T = self.nc1.shape
+        rows = []
+        for r in range(R):
+            for t, e in enumerate(self.epochs):
+                rows.append({"repeat": r, "seed": self.seeds[r], "epoch": int(e), "loss": self.loss[r, e],
+                             "accuracy": self.accuracy[r, t], "nc1": self.nc1[r, t],
+                             "nc1_classical": self.nc1_classical[r, t], "tr_w": self.tr_w[r, t],
+                             "tr_b": self.tr_b[r, t], **{f"nc1_layer{l + 1}": self.nc1_layers[r, l, t]
+                                                         for l in range(self.nc1_layers.shape[1])}})
+        return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def _torch_dtype(dtype):
+    import torch
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        return dtype
+    names = {"float32": torch.float32, "float64": torch.float64, "float": torch.float32, "double": torch.float64}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of ['float32', 'float64']")
+    return names[dtype]
+
+
+def _widths(width, depth: int) -> list[int]:
+    if int(depth) != depth or depth < 2:
+        raise ValueError(f"depth must be an integer >= 2 (2 is the 2L-FCN), got {depth!r}")
+    ws = [width] * (depth - 1) if np.ndim(width) == 0 else list(width)
+    if len(ws) != depth - 1:
+        raise ValueError(f"width lists {len(ws)} hidden widths, but depth {depth} has {depth - 1} hidden layers")
+    for w in ws:
+        if int(w) != w or w < 1:
+            raise ValueError(f"width must be positive integers, got {width!r}")
+    return [int(w) for w in ws]
+
+
+def _record_epochs(record, epochs: int) -> np.ndarray:
+    if record is None:
+        rec = [epochs]
+    elif np.ndim(record) == 0:
+        k = int(record)
+        if k != record or k < 1:
+            raise ValueError(f"record must be a positive integer (record every k epochs) or a list of epochs, got {record!r}")
+        rec = list(range(0, epochs + 1, k)) + [epochs]
+    else:
+        rec = [int(e) for e in record]
+        bad = [e for e in rec if e < 0 or e > epochs]
+        if bad:
+            raise ValueError(f"record: epochs must lie in [0, epochs={epochs}], got {bad}")
+    return np.array(sorted(set(rec)), dtype=np.int64)
+
+
+def _prepare(X, y, labels):
+    """Stack to (R, N, d0) inputs, (R, N, k) targets, (R, N) labels and the class targets."""
+    X = as_float_array(X, "X")
+    single = X.ndim == 2
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3:
+        raise ValueError(f"X must be (N, d0) or a stack (R, N, d0), got shape {X.shape}")
+    R, N, _ = X.shape
+    y = as_float_array(y, "y")
+    if single:
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.ndim != 2:
+            raise ValueError(f"y must be (N,) or (N, k) for X of shape {X.shape}, got shape {y.shape}")
+        y = y[None]
+    else:
+        if y.ndim == 1:                       # one target vector shared by all repeats
+            y = np.broadcast_to(y[None, :, None], (R, y.shape[0], 1))
+        elif y.ndim == 2:
+            y = y[:, :, None]
+        if y.ndim != 3:
+            raise ValueError(f"y must be (N,), (R, N) or (R, N, k) for X of shape {X.shape}, got shape {y.shape}")
+    if y.shape[:2] != (R, N):
+        raise ValueError(f"y has {y.shape[:2]} (repeats, samples) but X has {(R, N)}")
+    if labels is None:
+        labs = []
+        for r in range(R):
+            _, inv = np.unique(y[r], axis=0, return_inverse=True)
+            labs.append(inv.reshape(N))
+        labels = np.stack(labs)
+    else:
+        labels = np.asarray(labels)
+        if labels.ndim == 1:
+            labels = np.broadcast_to(labels, (R, labels.shape[0]))
+        if labels.shape != (R, N):
+            raise ValueError(f"labels must be (N,) or (R, N) = {(R, N)}, got shape {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    # the target of each class (first sample's), per repeat: (R, C, k)
+    targets = []
+    for r in range(R):
+        cls = np.unique(labels[r])
+        if cls.size < 2:
+            raise ValueError(f"labels of repeat {r} contain {cls.size} class(es); NC1 needs at least 2")
+        targets.append(np.stack([y[r][labels[r] == c][0] for c in cls]))
+    if len({t.shape for t in targets}) != 1:
+        raise ValueError("every repeat must have the same number of classes")
+    return X, np.ascontiguousarray(y), labels, np.stack(targets), single
+
+
+def init_params(seed: int, d0: int, widths: Sequence[int], k: int = 1, sigma_w: float = 1.0,
+                sigma_w2: float = 1.97, sigma_b: float = 0.0):
+    """One network's initial parameters from its own seed, in float64 on the CPU (MATH.md section 4).
+
+    Returns ``(weights, biases)``: ``W_1 ~ N(0, sigma_w^2/d0)``, hidden ``W_l ~ N(0, sigma_w^2/h_{l-1})``,
+    output ``W_L ~ N(0, sigma_w2^2/h)``, hidden biases ``N(0, sigma_b^2)``, output bias ``N(0, sigma_b^2)``.
+    Drawn in a fixed order from ``torch.Generator().manual_seed(seed)``, independent of device and dtype.
+    """
+    import torch
+    g = torch.Generator().manual_seed(int(seed))
+    dims = [int(d0), *[int(w) for w in widths], int(k)]
+    weights, biases = [], []
+    for l in range(len(dims) - 1):
+        fan_in, fan_out = dims[l], dims[l + 1]
+        scale = (sigma_w2 if l == len(dims) - 2 else sigma_w) / math.sqrt(fan_in)
+        weights.append(torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) * scale)
+        b = torch.randn(fan_out, generator=g, dtype=torch.float64) * sigma_b
+        biases.append(b if sigma_b > 0 else torch.zeros(fan_out, dtype=torch.float64))
+    return weights, biases
+
+
+# ----------------------------------------------------------------------------- training
+
+_ERF_DERIV = 2.0 / math.sqrt(math.pi)   # d/dz erf(z) = (2/sqrt(pi)) exp(-z^2)
+
+
+def _feature_stats(A_list, labels_r):
+    """NC1 numbers of one repeat's hidden layers (float64, paper and sample weightings)."""
+    out = []
+    for A in A_list:
+        H = A.double().cpu().numpy()
+        if not np.all(np.isfinite(H)):
+            out.append(None)
+            continue
+        p = nc1_from_features(H, labels_r, "paper")
+        s = nc1_from_features(H, labels_r, "sample")
+        out.append((p.nc1, s.nc1, p.nc1_classical, p.tr_w, p.tr_b))
+    return out
+
+
+def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: int = 2,
+              sigma_w: float = 1.0, sigma_w2: float = 1.97, sigma_b: float = 0.0,
+              lr: float = 1e-3, weight_decay: float = 1e-6, momentum: float = 0.0, epochs: int = 1000,
+              record=None, seed=0, device: str = "cpu", dtype="float32",
+              divergence_factor: float = 1e3, return_features: bool = True,
+              num_threads: int | None = None) -> FCNResult:
+    """Train fully connected networks by full-batch gradient descent; all repeats at once.
+
+    Parameters
+    ----------
+    X : (N, d0) one dataset, or (R, N, d0) a stack of R same-shaped datasets (one network each).
+    y : scalar targets (N,) / (R, N), or vector targets (N, k) / (R, N, k).
+    labels : integer class of each sample, (N,) or (R, N). Default: classes are the distinct targets.
+    activation : "erf" or "relu".
+    width : hidden width h (or a list of widths, one per hidden layer); depth : number of weight
+        layers (2 is the paper's 2L-FCN; App. G goes deeper).
+    sigma_w, sigma_w2, sigma_b : initialisation scales (MATH.md section 4; paper: 1, 1.97, 0).
+    lr, weight_decay, momentum, epochs : ``torch.optim.SGD``'s full-batch update on every parameter.
+        Defaults are the paper's (lr 1e-3, weight decay 1e-6, momentum 0, 1000 epochs).
+    record : epochs at which to record NC1 and accuracy: None (only the last), an int k (every k
+        epochs and the last) or a list of epochs in [0, epochs]. The loss is recorded every epoch.
+    seed : an int (repeat r uses seed + r) or one seed per repeat.
+    device, dtype : where and in what precision to train ("cuda" works; float32 default).
+        NC1 is always computed in float64 from the features.
+    divergence_factor : a repeat diverges at the first epoch whose loss is NaN/inf or exceeds
+        this factor times its initial loss; it is reported, never dropped.
+    return_features : keep the final hidden features in the result (they are (R, N, h) each).
+    num_threads : CPU threads for torch during this call (restored afterwards); None keeps torch's
+        setting. On a shared machine, 1 thread per process (and a process pool over cells) is
+        usually fastest.
+
+    Returns
+    -------
+    :class:`FCNResult`, with a leading repeat dimension on every array (R = 1 for one dataset).
+    """
+    import torch
+
+    if num_threads is not None:
+        if int(num_threads) != num_threads or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(num_threads))
+        try:
+            return train_fcn(X, y, labels=labels, activation=activation, width=width, depth=depth,
+                             sigma_w=sigma_w, sigma_w2=sigma_w2, sigma_b=sigma_b, lr=lr,
+                             weight_decay=weight_decay, momentum=momentum, epochs=epochs, record=record,
+                             seed=seed, device=device, dtype=dtype, divergence_factor=divergence_factor,
+                             return_features=return_features, num_threads=None)
+        finally:
+            torch.set_num_threads(before)
+    check_choice(activation, ACTIVATIONS, "activation")
+    widths = _widths(width, depth)
+    for v, nm in ((lr, "lr"), (sigma_w, "sigma_w"), (sigma_w2, "sigma_w2"), (divergence_factor, "divergence_factor")):
+        check_positive(v, nm)
+    for v, nm in ((weight_decay, "weight_decay"), (sigma_b, "sigma_b")):
+        check_positive(v, nm, allow_zero=True)
+    if not (0.0 <= float(momentum) < 1.0):
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    epochs = int(epochs)
+    tdt = _torch_dtype(dtype)
+    dev = torch.device(device)
+    rec = _record_epochs(record, epochs)
+
+    Xn, Yn, labels, targets, _ = _prepare(X, y, labels)
+    R, N, d0 = Xn.shape
+    k = Yn.shape[2]
+    if np.ndim(seed) == 0:
+        if int(seed) != seed:
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        seeds = [int(seed) + r for r in range(R)]
+    else:
+        seeds = [int(s) for s in seed]
+        if len(seeds) != R:
+            raise ValueError(f"seed lists {len(seeds)} seeds for {R} repeats")
+
+    t_start = time.perf_counter()
+    # Parameters with a leading repeat dimension; repeat r is initialised from seeds[r] alone.
+    # Hidden layers are stored transposed, Wt_l = W_l^T (R, in, out), so that the forward
+    # (A @ Wt) and the gradient (A^T @ dZ) are plain row-major GEMMs; the output layer keeps
+    # W_L (R, k, h), whose gradient G^T @ A is one too.
+    inits = [init_params(s, d0, widths, k, sigma_w, sigma_w2, sigma_b) for s in seeds]
+    L = depth
+    Ws = [torch.stack([w[l].T if l < L - 1 else w[l] for w, _ in inits]).to(dev, tdt).contiguous()
+          for l in range(L)]
+    Bs = [torch.stack([b[l] for _, b in inits]).to(dev, tdt).contiguous() for l in range(L)]
+    params = [*Ws, *Bs]
+    bufs = [None] * len(params)                                  # momentum buffers (SGD)
+    Xt = torch.as_tensor(Xn, dtype=tdt, device=dev).contiguous()
+    Yt = torch.as_tensor(Yn, dtype=tdt, device=dev).contiguous()
+    Tt = torch.as_tensor(targets, dtype=tdt, device=dev)        # (R, C, k)
+    Lt = torch.as_tensor(labels, device=dev)
+
+    # preallocated activations: Z_l pre-activations, A_l post-activations, dZ scratch
+    Zs = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
+    As = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
+    dZs = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
+    out = torch.empty(R, N, k, dtype=tdt, device=dev)
+    gWs = [torch.empty_like(W) for W in Ws]
+    gBs = [torch.empty_like(b) for b in Bs]
+    loss_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float64, device=dev)
+    grad_scale = 2.0 / (N * k)                                   # d/d out of mean((out - y)^2)
+    relu = activation == "relu"
+    zero = torch.zeros((), dtype=tdt, device=dev)
+
+    T = rec.size
+    res = {nm: np.full((R, T), np.nan) for nm in ("nc1", "nc1_sample", "nc1_classical", "tr_w", "tr_b", "accuracy")}
+    nc1_layers = np.full((R, L - 1, T), np.nan)
+    diverged = np.zeros(R, dtype=bool)
+    div_epoch = np.full(R, -1, dtype=np.int64)
+    frozen = None                                                # (R,) mask of repeats still training
+    check_every = 1 if dev.type == "cpu" else 25
+    rec_set = {int(e): t for t, e in enumerate(rec)}
+
+    def forward():
+        A_prev = Xt
+        for l in range(L - 1):
+            if A_prev.shape[2] == 1:                             # d0 = 1: an outer product
+                torch.addcmul(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zs[l])
+            else:
+                torch.baddbmm(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zs[l])
+            if relu:
+                torch.clamp_min(Zs[l], 0.0, out=As[l])
+            else:
+                torch.erf(Zs[l], out=As[l])
+            A_prev = As[l]
+        if k == 1:                                               # batched gemv is slow as bmm
+            out[:, :, 0] = torch.linalg.vecdot(A_prev, Ws[L - 1])
+            out.add_(Bs[L - 1].unsqueeze(1))
+        else:
+            torch.baddbmm(Bs[L - 1].unsqueeze(1), A_prev, Ws[L - 1].transpose(1, 2), out=out)
+
+    checked = [0]                                                # epochs [0, checked) already checked
+
+    def check_divergence(upto: int):
+        nonlocal frozen
+        lo = checked[0]
+        hist = loss_hist[:, lo: upto + 1].cpu().numpy()
+        base = loss_hist[:, :1].cpu().numpy()
+        bad = ~np.isfinite(hist) | (hist > divergence_factor * base)
+        checked[0] = upto + 1
+        for r in np.flatnonzero(bad.any(axis=1) & ~diverged):
+            diverged[r] = True
+            div_epoch[r] = lo + int(np.argmax(bad[r]))
+        if diverged.any():
+            frozen = torch.as_tensor(~diverged, device=dev)
+
+    for e in range(epochs + 1):
+        forward()
+        G = out.sub_(Yt)                                          # residual, in place: (R, N, k)
+        loss_hist[:, e] = G.square().mean(dim=(1, 2)).to(torch.float64)   # MSE, mean over samples
+        if e in rec_set:
+            _record(e, rec_set[e], G, Yt, Tt, Lt, labels, As, res, nc1_layers, loss_hist, divergence_factor)
+        if (e % check_every == 0) or e == epochs:
+            check_divergence(e)
+            if diverged.all():
+                break
+        if e == epochs:
+            break
+        # ---- backward (hand-written chain rule through the layers)
+        G.mul_(grad_scale)                                        # dLoss/d out
+        A_last = As[L - 2]
+        torch.bmm(G.transpose(1, 2), A_last, out=gWs[L - 1])      # (R, k, h)
+        torch.sum(G, dim=1, out=gBs[L - 1])
+        if k == 1:
+            torch.mul(G, Ws[L - 1], out=dZs[L - 2])               # dLoss/dA = G W_L, an outer product
+        else:
+            torch.bmm(G, Ws[L - 1], out=dZs[L - 2])
+        for l in range(L - 2, -1, -1):
+            dZ = dZs[l]
+            if relu:
+                dZ.masked_fill_(As[l] <= 0, 0.0)                  # relu'(z) = 1[z > 0]
+            else:
+                Z = Zs[l]
+                torch.square(Z, out=Z).neg_().exp_()              # exp(-z^2); Z is overwritten
+                dZ.mul_(Z).mul_(_ERF_DERIV)                       # erf'(z) = (2/sqrt(pi)) exp(-z^2)
+            A_in = Xt if l == 0 else As[l - 1]
+            torch.bmm(A_in.transpose(1, 2), dZ, out=gWs[l])       # (R, in, out)
+            torch.sum(dZ, dim=1, out=gBs[l])
+            if l > 0:
+                torch.bmm(dZ, Ws[l].transpose(1, 2), out=dZs[l - 1])
+        # ---- torch.optim.SGD's update: d = g + wd p; buf = m buf + d (buf = d at first); p -= lr buf
+        grads = [*gWs, *gBs]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            d = g.add_(p, alpha=weight_decay) if weight_decay != 0 else g
+            if momentum != 0:
+                if bufs[i] is None:
+                    bufs[i] = d.clone()
+                else:
+                    bufs[i].mul_(momentum).add_(d)
+                d = bufs[i]
+            if frozen is not None:                                # diverged repeats stop moving
+                d = torch.where(frozen.view(-1, *([1] * (d.dim() - 1))), d, zero)
+            p.add_(d, alpha=-lr)
+
+    loss = loss_hist.cpu().numpy()
+    for r in np.flatnonzero(diverged):
+        e0 = div_epoch[r]
+        loss[r, e0 + 1:] = np.nan                                 # loss[r, e0] is the offending value
+        after = rec >= e0
+        for a in res.values():
+            a[r, after] = np.nan
+        nc1_layers[r, :, after] = np.nan
+
+    feats = [A.cpu().numpy() for A in As] if return_features else None
+    cfg = dict(activation=activation, widths=widths, depth=depth, sigma_w=sigma_w, sigma_w2=sigma_w2,
+               sigma_b=sigma_b, lr=lr, weight_decay=weight_decay, momentum=momentum, epochs=epochs,
+               dtype=str(tdt).replace("torch.", ""), device=str(dev), divergence_factor=divergence_factor)
+    return FCNResult(epochs=rec, nc1_layers=nc1_layers, loss=loss, diverged=diverged, diverged_epoch=div_epoch,
+                     features=feats[-1] if feats else None, hidden=feats,
+                     weights=[(W.transpose(1, 2) if l < L - 1 else W).cpu().numpy().copy() for l, W in enumerate(Ws)], biases=[b.cpu().numpy() for b in Bs],
+                     seeds=seeds, config=cfg, seconds=time.perf_counter() - t_start, **res)
+
+
+def _record(e, t, G, Yt, Tt, Lt, labels, As, res, nc1_layers, loss_hist, factor):
+    """Record accuracy and NC1 of every hidden layer at epoch ``e`` (column ``t``)."""
+    import torch
+    outp = G + Yt                                                 # G holds out - y
+    dist = torch.cdist(outp, Tt)                                  # (R, N, C): distance to each class target
+    pred = dist.argmin(dim=2)
+    classes = torch.stack([torch.unique(Lt[r]) for r in range(Lt.shape[0])])   # (R, C), sorted
+    correct = torch.gather(classes, 1, pred) == Lt
+    acc = correct.double().mean(dim=1).cpu().numpy()
+    base = loss_hist[:, 0].cpu().numpy()
+    now = loss_hist[:, e].cpu().numpy()
+    for r in range(G.shape[0]):
+        if not np.isfinite(now[r]) or now[r] > factor * base[r]:
+            continue                                              # diverging: NaN, reported by the caller
+        res["accuracy"][r, t] = acc[r]
+        stats = _feature_stats([A[r] for A in As], labels[r])
+        for l, s in enumerate(stats):
+            if s is None:
+                continue
+            nc1_layers[r, l, t] = s[0]
+            if l == len(stats) - 1:
+                for nm, v in zip(("nc1", "nc1_sample", "nc1_classical", "tr_w", "tr_b"), s):
+                    res[nm][r, t] = v
+
+
+# ----------------------------------------------------------------------------- sweep model
+
+class FCNModel:
+    """The trained network as a sweep model: ``run_cell`` trains all repeats of a cell at once.
+
+    Rows: ``model`` ("2l-fcn" for depth 2, "3l-fcn" ...), ``nc1``, ``nc1_sample``, ``nc1_classical``,
+    ``tr_w``, ``tr_b``, ``final_loss``, ``train_accuracy``, ``diverged``, ``diverged_epoch``,
+    ``activation``, ``width``. A diverged run keeps its row with NC1 NaN.
+    """
+
+    def __init__(self, activation: str = "erf", width=500, depth: int = 2, lr: float = 1e-3,
+                 weight_decay: float = 1e-6, momentum: float = 0.0, epochs: int = 1000,
+                 sigma_w: float = 1.0, sigma_w2: float = 1.97, sigma_b: float = 0.0,
+                 device: str = "cpu", dtype: str = "float32", divergence_factor: float = 1e3,
+                 num_threads: int | None = None):
+        check_choice(activation, ACTIVATIONS, "activation")
+        _widths(width, depth)
+        self.kw = dict(activation=activation, width=width, depth=depth, lr=lr, weight_decay=weight_decay,
+                       momentum=momentum, epochs=epochs, sigma_w=sigma_w, sigma_w2=sigma_w2, sigma_b=sigma_b,
+                       dtype=dtype, divergence_factor=divergence_factor)
+        self.device, self.num_threads = device, num_threads      # where/how to run: not part of the cache key
+        self.row_model = f"{depth}l-fcn"
+        self.name = f"{self.row_model}-{activation}"
+
+    def config(self) -> dict:
+        c = dict(self.kw)
+        c["width"] = list(c["width"]) if np.ndim(c["width"]) else c["width"]
+        return c
+
+    def run_cell(self, datasets, seeds):
+        X = np.stack([ds.X for ds in datasets])
+        y = np.stack([ds.y for ds in datasets])
+        labels = np.stack([ds.labels for ds in datasets])
+        r = train_fcn(X, y, labels=labels, seed=list(seeds), device=self.device, return_features=False,
+                      num_threads=self.num_threads,
+                      **self.kw)
+        rows = []
+        for i in range(len(datasets)):
+            rows.append([{"model": self.row_model, "nc1": float(r.nc1[i, -1]),
+                          "nc1_sample": float(r.nc1_sample[i, -1]), "nc1_classical": float(r.nc1_classical[i, -1]),
+                          "tr_w": float(r.tr_w[i, -1]), "tr_b": float(r.tr_b[i, -1]),
+                          "final_loss": float(r.loss[i, -1]), "train_accuracy": float(r.accuracy[i, -1]),
+                          "diverged": bool(r.diverged[i]), "diverged_epoch": int(r.diverged_epoch[i]),
+                          "activation": self.kw["activation"], "width": self.config()["width"]}])
+        return rows
