@@ -444,6 +444,14 @@ def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol, maxiter, nf
 
 
 
+def _is_pd(S):
+    try:
+        np.linalg.cholesky(S)
+        return True
+    except np.linalg.LinAlgError:
+        return False
+
+
 def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, variant, tol, maxiter, nfev,
                       memory: int = 5):
     """Anderson-accelerated fixed-point iteration Sigma <- G(Sigma) (type II, ``memory`` past steps).
@@ -476,11 +484,16 @@ def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, var
             x_new = x + f - (dX + dF) @ gamma
         S_new = x_new.reshape(d0, d0)
         S_new = 0.5 * (S_new + S_new.T)
-        try:
-            np.linalg.cholesky(S_new)
-        except np.linalg.LinAlgError:
-            S_new = Gs
+        if not _is_pd(S_new):
+            # fall back to the Picard step, shortened until it stays positive definite
             xs, fs = [], []
+            t = 1.0
+            S_new = Gs
+            while not _is_pd(S_new) and t > 1e-8:
+                t *= 0.5
+                S_new = Sigma + t * (Gs - Sigma)
+            if not _is_pd(S_new):
+                raise np.linalg.LinAlgError("no positive definite step towards G(Sigma) was found")
         Sigma = S_new
         nfev[0] += 1
         state = _evaluate(X, y, Sigma, sigma_a2, sigma2, variant)

@@ -21,7 +21,7 @@ import json
 import os
 import time
 import warnings
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -116,22 +116,39 @@ def gram_row(model: str, K, class_sizes, **extra) -> dict:
     return row_from_block_sums(model, float(np.trace(K)), B, cs, **extra)
 
 
-def _run_cell(model, spec: GaussianClasses, seeds: Sequence[int], data_weighting: str) -> list[dict]:
+def data_nc1(X, class_sizes, weighting: str = "paper") -> float:
+    """NC1 of the raw inputs (App. F), through the linear kernel's trace and block sums.
+
+    Equal to :func:`nc1lib.nc1.nc1_of_data` up to rounding (the tests check it), in O(N d0):
+    the block sums of ``X X^T`` are ``(Z^T X)(Z^T X)^T``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    cs = np.asarray(class_sizes, dtype=np.int64)
+    M = class_indicator(cs).T @ X                                 # per-class sums of the inputs
+    tr_w, tr_b = traces_from_block_sums(float(np.einsum("ij,ij->", X, X)), M @ M.T, cs, weighting)
+    return _ratio(tr_w, tr_b)
+
+
+def _run_cell(model, spec: GaussianClasses, seeds: Sequence[int], data_weighting: str,
+              datasets=None) -> list[dict]:
+    if datasets is None:
+        datasets = [spec.sample(s) for s in seeds]
     t0 = time.perf_counter()
-    datasets = [spec.sample(s) for s in seeds]
     results = model.run_cell(datasets, list(seeds))
+    seconds = (time.perf_counter() - t0) / len(datasets)
     if len(results) != len(datasets):
         raise RuntimeError(f"model {model.name!r} returned {len(results)} results for {len(datasets)} datasets")
-    seconds = (time.perf_counter() - t0) / len(datasets)
     rows = []
     for r, (ds, seed, res) in enumerate(zip(datasets, seeds, results)):
-        data_nc1 = nc1_of_data(ds.X, ds.class_sizes, data_weighting)
+        dnc1 = data_nc1(ds.X, ds.class_sizes, data_weighting)
         for row in res:
+            if "model" not in row or "nc1" not in row:
+                raise RuntimeError(f"model {model.name!r} returned a row without 'model' and 'nc1': {sorted(row)}")
             rows.append({"model": row["model"], "dataset": spec.name, "N": ds.N, "d0": ds.d0,
                          "class_sizes": "/".join(map(str, ds.class_sizes)), "repeat": r, "seed": int(seed),
                          **{k: v for k, v in row.items() if k != "model"},
-                         "data_nc1": data_nc1,
-                         "rel_nc1": float(relative_nc1(row["nc1"], data_nc1)),
+                         "data_nc1": dnc1,
+                         "rel_nc1": float(relative_nc1(row["nc1"], dnc1)),
                          "seconds": seconds / max(len(res), 1)})
     return rows
 
@@ -168,6 +185,7 @@ def sweep(models, specs: Iterable[GaussianClasses], repeats: int, *, seed: int =
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not specs:
         raise ValueError("specs is empty: nothing to sweep")
+    check_choice(data_weighting, ("paper", "sample"), "data_weighting")
     cache_dir = None
     if cache:
         cache_dir = default_cache_dir() if cache is True else Path(cache)
@@ -196,18 +214,26 @@ def sweep(models, specs: Iterable[GaussianClasses], repeats: int, *, seed: int =
     results: list[list[dict] | None] = [load(j) for j in jobs]
     todo = [i for i, r in enumerate(results) if r is None]
     bar = _progress(len(todo), progress, desc=f"sweep ({len(jobs) - len(todo)}/{len(jobs)} cells cached)")
-    if executor is None:
-        for i in todo:
-            results[i] = _run_cell(*jobs[i], data_weighting)
-            store(jobs[i], results[i])
-            bar.update(1)
-    else:
-        futures = {i: executor.submit(_run_cell, *jobs[i], data_weighting) for i in todo}
-        for i, fut in futures.items():
-            results[i] = fut.result()
-            store(jobs[i], results[i])
-            bar.update(1)
-    bar.close()
+    try:
+        if executor is None:
+            # spec-major order, so that the models of one cell share its sampled datasets
+            memo_key, memo = None, None
+            for i in sorted(todo, key=lambda i: (i % len(specs), i)):
+                model, spec, seeds = jobs[i]
+                if memo_key != i % len(specs):
+                    memo_key, memo = i % len(specs), [spec.sample(s) for s in seeds]
+                results[i] = _run_cell(model, spec, seeds, data_weighting, memo)
+                store(jobs[i], results[i])
+                bar.update(1)
+        else:
+            futures = {executor.submit(_run_cell, *jobs[i], data_weighting): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                store(jobs[i], results[i])
+                bar.update(1)
+    finally:
+        bar.close()
 
     table = pd.DataFrame([row for rows in results for row in rows])
     return flag_nonfinite(table)
@@ -226,6 +252,8 @@ def flag_nonfinite(table: pd.DataFrame, column: str = "nc1") -> pd.DataFrame:
 
 
 def _json_default(o):
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

@@ -19,10 +19,10 @@ from build_book import toc_notebooks  # noqa: E402
 def built_book(tmp_path_factory):
     builddir = tmp_path_factory.mktemp("book")
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), "--profile", "quick",
-                           "--builddir", str(builddir)], cwd=ROOT, capture_output=True, text=True)
+                           "--output", str(builddir)], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"book build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
-    return builddir / "html"
+    return builddir / "_build" / "html"
 
 
 def test_every_chapter_renders_with_figures(built_book):
@@ -41,3 +41,14 @@ def test_chapter1_shows_figure1_and_sympy_results(built_book):
     assert "Figure 1" in html
     assert "sympy" in html.lower() and "True" in html
     assert (built_book / "index.html").exists()
+
+
+def test_a_notebook_that_raises_fails_the_build(tmp_path):
+    import papermill
+    from build_book import execute
+
+    (tmp_path / "broken.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "quick"\n\n# %%\nraise RuntimeError("deliberately broken")\n')
+    with pytest.raises(papermill.PapermillExecutionError, match="deliberately broken"):
+        execute("broken", "quick", force=True, src_dir=tmp_path, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "broken.stamp").exists()

@@ -164,3 +164,8 @@ def test_ntk_matches_empirical_ntk_of_wide_network(activation, depth):
     if activation == "erf":  # the reference variant is far from the network's NTK
         ref = nl.ntk_gram(X, activation, depth=depth, sigma_w=1.2, sigma_b=0.3, variant="reference")
         assert np.max(np.abs(ntk_emp - ref) / np.abs(ntk)) > 0.1
+
+
+def test_torch_tensors_are_accepted():
+    X = points(6)
+    np.testing.assert_array_equal(nl.nngp_gram(torch.from_numpy(X), "erf"), nl.nngp_gram(X, "erf"))

@@ -9,7 +9,7 @@ build; a Sphinx warning fails it (``-W``).
 An executed notebook is reused when its source, the profile and the library's code
 are unchanged (a stamp file beside it), so a rebuild only re-runs what changed.
 
-    python tools/build_book.py --profile quick|full [--only NAME ...] [--force] [--no-html]
+    python tools/build_book.py --profile quick|full [--only NAME ...] [--force] [--no-html] [--output DIR]
 """
 from __future__ import annotations
 
@@ -34,27 +34,28 @@ def toc_notebooks() -> list[str]:
     return re.findall(r"file:\s*book/generated/([\w\-]+)", text)
 
 
-def stamp_for(name: str, profile: str) -> str:
+def stamp_for(src: Path, profile: str) -> str:
     sys.path.insert(0, str(ROOT))
     from nc1lib.sweep import code_version
-    src = (ROOT / "notebooks" / f"{name}.py").read_bytes()
-    return hashlib.sha256(src + profile.encode() + code_version().encode()).hexdigest()
+    return hashlib.sha256(src.read_bytes() + profile.encode() + code_version().encode()).hexdigest()
 
 
-def execute(name: str, profile: str, force: bool) -> None:
+def execute(name: str, profile: str, force: bool, src_dir: Path = ROOT / "notebooks",
+            out_dir: Path = GENERATED) -> None:
+    """Execute ``src_dir/NAME.py`` into ``out_dir/NAME.ipynb``; raises if any cell raises."""
     import jupytext
     import papermill as pm
 
-    src = ROOT / "notebooks" / f"{name}.py"
+    src = src_dir / f"{name}.py"
     if not src.exists():
-        raise SystemExit(f"_toc.yml names book/generated/{name}, but {src.relative_to(ROOT)} does not exist")
-    out = GENERATED / f"{name}.ipynb"
-    stamp = GENERATED / f"{name}.stamp"
-    want = stamp_for(name, profile)
+        raise SystemExit(f"_toc.yml names book/generated/{name}, but {src} does not exist")
+    out = out_dir / f"{name}.ipynb"
+    stamp = out_dir / f"{name}.stamp"
+    want = stamp_for(src, profile)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == want:
         print(f"[book] {name}: unchanged, reusing the executed notebook", flush=True)
         return
-    GENERATED.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     tmp_in = Path(tempfile.mkdtemp(prefix="nc1book-")) / f"{name}.ipynb"
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -64,7 +65,7 @@ def execute(name: str, profile: str, force: bool) -> None:
     stamp.unlink(missing_ok=True)
     try:
         pm.execute_notebook(str(tmp_in), str(out), parameters={"profile": profile},
-                            kernel_name="python3", cwd=str(ROOT / "notebooks"),
+                            kernel_name="python3", cwd=str(src_dir),
                             progress_bar=False, log_output=False)
     finally:
         shutil.rmtree(tmp_in.parent, ignore_errors=True)
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", help="execute only these notebooks (names without .py)")
     ap.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
     ap.add_argument("--no-html", action="store_true", help="execute the notebooks but do not render")
-    ap.add_argument("--builddir", default=str(ROOT / "_build"), help="jupyter-book's build folder")
+    ap.add_argument("--output", default=str(ROOT),
+                    help="folder that receives _build/html (jupyter-book's --path-output; default: the repository)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("NC1LIB_CACHE", str(ROOT / ".nc1cache"))
@@ -89,11 +91,11 @@ def main(argv=None) -> int:
         execute(name, args.profile, args.force)
     if args.no_html:
         return 0
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--builddir", args.builddir,
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--path-output", args.output,
            "-W", "-n", "--keep-going"]
     print("[book] " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
-    print(f"[book] HTML: {Path(args.builddir) / 'html' / 'index.html'}")
+    print(f"[book] HTML: {Path(args.output) / '_build' / 'html' / 'index.html'}")
     return 0
 
 
