@@ -406,7 +406,8 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
         for l in range(L - 2, -1, -1):
             dZ = dZs[l]
             if relu:
-                dZ.masked_fill_(As[l] <= 0, 0.0)                  # relu'(z) = 1[z > 0]
+                # relu'(z) = 1[z > 0], as torch's own relu backward (one fused pass, in place)
+                torch.ops.aten.threshold_backward.grad_input(dZ, As[l], 0.0, grad_input=dZ)
             else:
                 Z = Zs[l]
                 torch.square(Z, out=Z).neg_().exp_()              # exp(-z^2); Z is overwritten
@@ -519,3 +520,69 @@ class FCNModel:
                           "diverged": bool(r.diverged[i]), "diverged_epoch": int(r.diverged_epoch[i]),
                           "activation": self.kw["activation"], "width": self.config()["width"]}])
         return rows
+
+
+# ----------------------------------------------------------------------------- the plain baseline
+
+def train_fcn_loop(X, y, *, activation: str = "erf", width=500, depth: int = 2, sigma_w: float = 1.0,
+                   sigma_w2: float = 1.97, sigma_b: float = 0.0, lr: float = 1e-3, weight_decay: float = 1e-6,
+                   momentum: float = 0.0, epochs: int = 1000, seed=0, dtype="float32", device: str = "cpu"):
+    """The straightforward way, for tests and benchmarks: one ``torch.nn.Module`` per repeat,
+    autograd and ``torch.optim.SGD``, one repeat after another. Same initialisation as
+    :func:`train_fcn`. Returns ``(loss (R, epochs + 1), features (R, N, h), weights)``
+    (weights as a list per layer, (R, out, in)); no NC1, no divergence handling.
+    """
+    import torch
+    from torch import nn
+
+    check_choice(activation, ACTIVATIONS, "activation")
+    widths = _widths(width, depth)
+    tdt, dev = _torch_dtype(dtype), torch.device(device)
+    Xn, Yn, _, _, _ = _prepare(X, y, None)
+    R, N, d0 = Xn.shape
+    k = Yn.shape[2]
+    seeds = [int(seed) + r for r in range(R)] if np.ndim(seed) == 0 else [int(s) for s in seed]
+    phi = nn.ReLU() if activation == "relu" else _Erf()
+    losses, feats, weights = [], [], []
+    for r in range(R):
+        Ws, Bs = init_params(seeds[r], d0, widths, k, sigma_w, sigma_w2, sigma_b)
+        layers = []
+        for l, (W, b) in enumerate(zip(Ws, Bs)):
+            lin = nn.Linear(W.shape[1], W.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(W)
+                lin.bias.copy_(b)
+            layers += [lin] + ([phi] if l < len(Ws) - 1 else [])
+        net = nn.Sequential(*layers).to(dev, tdt)
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        Xr = torch.as_tensor(Xn[r], dtype=tdt, device=dev)
+        Yr = torch.as_tensor(Yn[r], dtype=tdt, device=dev)
+        mse = nn.MSELoss()
+        hist = []
+        for e in range(epochs + 1):
+            loss = mse(net(Xr), Yr)
+            hist.append(float(loss))
+            if e == epochs:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            feats.append(net[:-1](Xr).cpu().numpy())
+        losses.append(hist)
+        weights.append([m.weight.detach().cpu().numpy() for m in net if isinstance(m, nn.Linear)])
+    return (np.array(losses), np.stack(feats),
+            [np.stack([w[l] for w in weights]) for l in range(depth)])
+
+
+class _Erf:
+    """erf as a module-like callable for nn.Sequential (kept tiny; autograd differentiates torch.erf)."""
+
+    def __new__(cls):
+        import torch
+        from torch import nn
+
+        class Erf(nn.Module):
+            def forward(self, x):
+                return torch.erf(x)
+        return Erf()

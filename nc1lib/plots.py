@@ -58,10 +58,16 @@ def summarise(table: pd.DataFrame, value: str = "nc1", by: str = "N") -> pd.Data
 
 
 def _by_order(values):
-    """N ascending; class-size splits like '1024/1024' by increasing imbalance (first class descending)."""
+    """N ascending; class-size splits like '768/1280' by growing imbalance (max/min), then by N."""
     vals = list(pd.unique(values))
+
+    def key(v):
+        if isinstance(v, str) and "/" in v:
+            sizes = [int(x) for x in v.split("/")]
+            return (max(sizes) / min(sizes), sum(sizes))
+        return (float(v), 0)
     try:
-        return sorted(vals, key=lambda s: [-int(x) for x in str(s).split("/")] if "/" in str(s) else float(s))
+        return sorted(vals, key=key)
     except (TypeError, ValueError):
         return vals
 

@@ -69,8 +69,21 @@ def execute(name: str, profile: str, force: bool, src_dir: Path = ROOT / "notebo
                             progress_bar=False, log_output=False)
     finally:
         shutil.rmtree(tmp_in.parent, ignore_errors=True)
+    _show_only_injected_parameters(out)
     stamp.write_text(want)
     print(f"[book] {name}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def _show_only_injected_parameters(path: Path) -> None:
+    """Hide the notebook's default ``parameters`` cell; the page shows the injected values used."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def main(argv=None) -> int:

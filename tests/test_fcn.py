@@ -1,0 +1,138 @@
+"""The trained network (nc1lib.fcn): update rule, batching, initialisation, divergence, sweep rows."""
+import numpy as np
+import pytest
+import torch
+
+from nc1lib import D1, FourClass, nc1_from_features
+from nc1lib.fcn import FCNModel, init_params, train_fcn, train_fcn_loop
+from nc1lib.sweep import sweep
+
+
+def _stack(spec, seeds):
+    ds = [spec.sample(s) for s in seeds]
+    return np.stack([d.X for d in ds]), np.stack([d.y for d in ds]), ds
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+@pytest.mark.parametrize("depth", [2, 3])
+def test_matches_torch_module_and_sgd(activation, depth):
+    """Hand-written batched GD == nn.Module + autograd + torch.optim.SGD (momentum, weight decay, biases)."""
+    X, y, _ = _stack(D1(24, 3), [1, 2, 3])
+    kw = dict(activation=activation, width=16, depth=depth, lr=0.05, weight_decay=1e-2, momentum=0.9,
+              epochs=25, sigma_b=0.3, seed=[7, 8, 9], dtype="float64")
+    res = train_fcn(X, y, **kw)
+    loss, feats, weights = train_fcn_loop(X, y, **kw)
+    np.testing.assert_allclose(res.loss, loss, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(res.features, feats, rtol=1e-9, atol=1e-12)
+    for a, b in zip(res.weights, weights):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert res.loss[:, -1].max() < res.loss[:, 0].min()   # it learns
+
+
+def test_vector_targets_match_module():
+    """k > 1 outputs: the MSE is the mean over samples and outputs, like nn.MSELoss."""
+    ds = FourClass(16, 2).sample(0)
+    Y = np.eye(4)[ds.labels]
+    kw = dict(width=8, lr=0.1, epochs=10, seed=3, dtype="float64")
+    res = train_fcn(ds.X, Y, labels=ds.labels, **kw)
+    loss, feats, _ = train_fcn_loop(ds.X, Y, **kw)
+    np.testing.assert_allclose(res.loss, loss, rtol=1e-10)
+    assert res.loss.shape == (1, 11) and res.features.shape == (1, 16, 8)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_batched_equals_alone(dtype, rtol):
+    """Each repeat of a batch gives the same result as training it alone with its seed."""
+    X, y, ds = _stack(D1(32, 4), [10, 11, 12, 13])
+    kw = dict(activation="erf", width=20, lr=0.05, epochs=40, record=10, dtype=dtype)
+    both = train_fcn(X, y, seed=[5, 6, 7, 8], **kw)
+    for r in range(4):
+        alone = train_fcn(ds[r].X, ds[r].y, seed=5 + r, **kw)
+        np.testing.assert_allclose(both.loss[r], alone.loss[0], rtol=rtol, atol=1e-7)
+        np.testing.assert_allclose(both.features[r], alone.features[0], rtol=rtol, atol=1e-6)
+        np.testing.assert_allclose(both.nc1[r], alone.nc1[0], rtol=100 * rtol)
+        np.testing.assert_allclose(both.W1[r], alone.W1[0], rtol=rtol, atol=1e-7)
+
+
+def test_initialisation_scales():
+    """W1 ~ N(0, sigma_w^2/d0), W2 ~ N(0, sigma_w2^2/h), biases 0: a factor-2 error fails."""
+    Ws, Bs = init_params(0, d0=50, widths=[400], sigma_w=1.5, sigma_w2=1.97)
+    assert np.var(Ws[0].numpy()) == pytest.approx(1.5 ** 2 / 50, rel=0.03)   # 20000 draws: sd ~1%
+    assert np.var(Ws[1].numpy()) == pytest.approx(1.97 ** 2 / 400, rel=0.25)  # 400 draws: sd ~7%
+    assert all(float(b.abs().max()) == 0.0 for b in Bs)
+    # same seed, same draw; other seed, other draw
+    assert torch.equal(init_params(0, 50, [400])[0][0], init_params(0, 50, [400])[0][0])
+    assert not torch.equal(init_params(1, 50, [400])[0][0], init_params(0, 50, [400])[0][0])
+
+
+def test_recorded_nc1_is_nc1_of_features():
+    X, y, ds = _stack(D1(40, 2), [0, 1])
+    res = train_fcn(X, y, width=30, lr=0.05, epochs=30, record=[0, 15, 30], seed=[1, 2])
+    assert list(res.epochs) == [0, 15, 30] and res.nc1.shape == (2, 3)
+    for r in range(2):
+        f = nc1_from_features(res.features[r].astype(np.float64), ds[r].labels, "paper")
+        assert res.nc1[r, -1] == pytest.approx(f.nc1, rel=1e-12)
+        assert res.tr_w[r, -1] == pytest.approx(f.tr_w, rel=1e-12)
+    assert res.nc1[:, -1].max() < res.nc1[:, 0].min()     # training collapses the features
+    traj = res.trajectory()
+    assert len(traj) == 6 and {"epoch", "loss", "accuracy", "nc1"} <= set(traj.columns)
+
+
+def test_accuracy_nearest_target():
+    ds = FourClass(40, 1).sample(0)
+    res = train_fcn(ds.X, ds.y, width=40, lr=0.02, epochs=300, seed=0)
+    out_free = res.accuracy[0, -1]
+    assert 0.0 <= out_free <= 1.0
+    assert out_free > 0.9       # four well-separated classes on a scalar output are learnt
+
+
+def test_divergence_is_reported_not_dropped():
+    """A repeat whose loss blows up is flagged with its epoch; the others are untouched."""
+    X, y, _ = _stack(D1(32, 2), [0, 1, 2])
+    X[1] *= 60.0                                   # this repeat's effective step is far too large
+    kw = dict(activation="relu", width=16, lr=0.05, epochs=60, record=20)
+    res = train_fcn(X, y, seed=[1, 2, 3], **kw)
+    assert res.diverged.tolist() == [False, True, False]
+    e0 = res.diverged_epoch[1]
+    assert 0 < e0 <= 60
+    assert np.all(np.isnan(res.loss[1, e0 + 1:])) and np.isfinite(res.loss[1, :e0]).all()
+    assert np.isnan(res.nc1[1, -1]) and np.isfinite(res.nc1[[0, 2], -1]).all()
+    alone = train_fcn(X[[0, 2]], y[[0, 2]], seed=[1, 3], **kw)
+    np.testing.assert_allclose(res.loss[[0, 2]], alone.loss, rtol=1e-5)
+
+
+def test_sweep_rows_keep_diverged_runs():
+    model = FCNModel("erf", width=16, lr=0.05, epochs=20)
+    table = sweep(model, [D1(16, 1), D1(16, 4)], repeats=2, cache=False, progress=False)
+    assert len(table) == 4 and set(table["model"]) == {"2l-fcn"}
+    for col in ("nc1", "tr_w", "tr_b", "final_loss", "train_accuracy", "diverged", "diverged_epoch", "activation"):
+        assert col in table.columns
+    assert table["finite"].all() and not table["diverged"].any()
+    bad = FCNModel("relu", width=16, lr=50.0, epochs=20)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        t2 = sweep(bad, [D1(16, 4)], repeats=2, cache=False, progress=False)
+    assert len(t2) == 2 and t2["diverged"].all() and (~t2["finite"]).all()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(activation="tanh"), "activation"), (dict(lr=-1.0), "lr"), (dict(epochs=-2), "epochs"),
+    (dict(momentum=1.0), "momentum"), (dict(depth=1), "depth"), (dict(width=[5, 5]), "width"),
+    (dict(record=[0, 99]), "record"), (dict(seed=[1, 2]), "seed"), (dict(dtype="float16"), "dtype"),
+    (dict(weight_decay=-1e-6), "weight_decay"), (dict(num_threads=0), "num_threads"),
+])
+def test_bad_input_names_the_parameter(kw, match):
+    ds = D1(8, 2).sample(0)
+    with pytest.raises(ValueError, match=match):
+        train_fcn(ds.X, ds.y, epochs=kw.pop("epochs", 3), width=kw.pop("width", 4), **kw)
+
+
+def test_bad_data():
+    ds = D1(8, 2).sample(0)
+    X = ds.X.copy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains"):
+        train_fcn(X, ds.y, epochs=1, width=4)
+    with pytest.raises(ValueError, match="y has"):
+        train_fcn(ds.X[None], ds.y[None, :4], epochs=1, width=4)
+    with pytest.raises(ValueError, match="at least 2"):
+        train_fcn(ds.X, np.ones(8), epochs=1, width=4)
