@@ -45,6 +45,11 @@ from ._validate import as_float_array, check_choice, check_class_sizes, check_po
 VARIANTS = ("derived", "reference")
 METHODS = ("auto", "fixed-point", "newton-krylov", "lbfgs")
 
+#: The paper's Newton-Krylov ``f_tol`` (an absolute bound on max|Sigma - G(Sigma)|). The library's
+#: default is tighter (tol=1e-6 and rtol=1e-5): at d0 = 128 the paper's tolerance accepts the NNGP
+#: point itself, and at d0 = 1 it accepts the spurious point Sigma ~ 0 (see the book's chapter 5).
+PAPER_TOL = 5e-4
+
 #: The reference's 24-step annealing schedule (paper Sec. 6.2; MATH.md 7).
 REFERENCE_SCHEDULE = (tuple(float(f) for f in range(100000, 9999, -10000))
                       + tuple(float(f) for f in range(9000, 999, -1000))
@@ -287,8 +292,8 @@ def _nk_step(F, Sigma, tol, maxiter, inner_maxiter):
 
 def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float = 1.0 / 128,
               sigma2: float = 1e-6, schedule=None, variant: str = "derived", method: str = "auto",
-              tol: float = 5e-4, maxiter: int = 100, inner_maxiter: int = 100, class_sizes=None,
-              Sigma0=None, on_failure: str = "raise", keep_path: bool = False) -> EoSResult:
+              tol: float = 1e-6, rtol: float | None = 1e-5, maxiter: int = 100, inner_maxiter: int = 100,
+              class_sizes=None, Sigma0=None, on_failure: str = "raise", keep_path: bool = False) -> EoSResult:
     """Solve the EoS of the 2-layer Erf network with annealing (paper Sec. 6.2).
 
     Parameters
@@ -300,8 +305,13 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
         and the noise. The paper: 1, 1/128, 1e-6.
     variant : ``"derived"`` (free-energy stationarity) or ``"reference"`` (MATH.md 8.2-8.3).
     method : ``"newton-krylov"`` (scipy, as the paper), ``"lbfgs"`` (derived only: minimise the free
-        energy over a Cholesky factor of Sigma), or ``"auto"`` (the faster, see benchmarks/bench_eos.py).
-    tol : residual tolerance on ``max |Sigma - G(Sigma)|`` (the paper's ``f_tol``), every step.
+        energy over a Cholesky factor of Sigma), ``"fixed-point"`` (Anderson-accelerated, safeguarded:
+        see :func:`_fixed_point_step`) or ``"auto"`` (= fixed-point, the fastest in benchmarks/bench_eos.py).
+    tol : residual tolerance on ``max |Sigma - G(Sigma)|`` every step (the paper's ``f_tol`` is
+        :data:`PAPER_TOL` = 5e-4; pass ``tol=PAPER_TOL, rtol=None`` for its criterion).
+    rtol : if given, also require ``max |Sigma - G(Sigma)| <= rtol * max |Sigma|``. The paper's
+        absolute ``f_tol = 5e-4`` is loose where Sigma's entries are small (large d0: ~1/d0) and
+        accepts the spurious point Sigma ~ 0 (where Sigma and G(Sigma) are both tiny).
     maxiter, inner_maxiter : Newton iterations and Krylov iterations per step (L-BFGS: iterations).
     class_sizes : if given, the NC1 of Q is recorded at every step.
     Sigma0 : starting point; default the NNGP point ``(sigma_w2/d0) I``.
@@ -316,6 +326,11 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
     check_choice(on_failure, ("raise", "flag"), "on_failure")
     h = check_positive(h, "h")
     tol = check_positive(tol, "tol")
+    if rtol is not None:
+        rtol = check_positive(rtol, "rtol")
+
+    def tol_at(S):
+        return tol if rtol is None else min(tol, rtol * float(np.max(np.abs(S))))
     if int(maxiter) != maxiter or maxiter < 1:
         raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
     if int(inner_maxiter) != inner_maxiter or inner_maxiter < 1:
@@ -342,6 +357,7 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
             continue
         t0 = time.perf_counter()
         nfev = [0]
+        fallback = ""
         try:
             if method != "fixed-point":
                 state = None
@@ -350,12 +366,13 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
                     nfev[0] += 1
                     S = 0.5 * (S + S.T)
                     return S - _eos_map(_evaluate(X, y, S, sigma_a2, sigma2, variant), factor, d0, sigma_w2)
-                Sigma, its, msg = _nk_step(F, Sigma, tol, maxiter, inner_maxiter)
+                Sigma, its, msg = _nk_step(F, Sigma, tol_at(Sigma), maxiter, inner_maxiter)
             elif method == "fixed-point":
-                Sigma, its, msg, state = _fixed_point_step(X, y, Sigma, state, factor, d0, sigma_w2, sigma_a2,
-                                                           sigma2, variant, tol, maxiter, nfev)
+                Sigma, its, msg, state, fallback = _fixed_point_step(X, y, Sigma, state, factor, d0, sigma_w2,
+                                                                     sigma_a2, sigma2, variant, tol_at, maxiter, nfev)
             else:
-                Sigma, its, msg = _lbfgs_step(X, y, Sigma, factor, d0, sigma_w2, sigma_a2, sigma2, tol, maxiter, nfev)
+                Sigma, its, msg = _lbfgs_step(X, y, Sigma, factor, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter,
+                                              nfev)
             if state is None or state.Sigma is not Sigma:
                 Sigma = 0.5 * (Sigma + Sigma.T)
                 nfev[0] += 1
@@ -370,10 +387,11 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
             state = None
             continue
         secs = time.perf_counter() - t0
-        ok = bool(np.isfinite(res) and res <= tol)
+        ok = bool(np.isfinite(res) and res <= tol_at(Sigma))
         if not ok and on_failure == "raise":
-            raise EoSConvergenceError(k, factor, res, its, tol, msg)
-        st = EoSStep(k, factor, res, res / float(np.max(np.abs(Sigma))), its, nfev[0], secs, ok, method,
+            raise EoSConvergenceError(k, factor, res, its, tol_at(Sigma), msg)
+        st = EoSStep(k, factor, res, res / float(np.max(np.abs(Sigma))), its, nfev[0], secs, ok,
+                     method + (f"+{fallback}" if fallback else ""),
                      train_mse=float(np.mean((y - state.fbar) ** 2)), message=msg if not ok else "")
         if cs is not None:
             from .nc1 import covariance_traces_from_gram
@@ -389,11 +407,11 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
     else:
         Q, fbar = state.Q, state.fbar
     settings = dict(h=h, sigma_w2=sigma_w2, sigma_a2=sigma_a2, sigma2=sigma2, schedule=list(sched), variant=variant,
-                    method=method, tol=tol, maxiter=maxiter, inner_maxiter=inner_maxiter)
+                    method=method, tol=tol, rtol=rtol, maxiter=maxiter, inner_maxiter=inner_maxiter)
     return EoSResult(Sigma, Q, fbar, steps, variant, settings, path)
 
 
-def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol, maxiter, nfev):
+def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter, nfev):
     """Minimise F over Sigma = L L^T (L lower triangular, scaled by the prior's sqrt(sigma_w^2/d0)).
 
     Stops as soon as the EoS residual max|Sigma - G(Sigma)| (from the same evaluation) is below ``tol``.
@@ -418,7 +436,7 @@ def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol, maxiter, nf
         gL = 2.0 * gS @ L                                # dF/dL for Sigma = L L^T
         res = float(np.max(np.abs(S - _eos_map(st, h, d0, sigma_w2))))
         last["x"], last["res"] = x.copy(), res
-        if res <= tol:
+        if res <= tol_at(S):
             last["best"] = x.copy()
         return f, gL[il] * s0
 
@@ -452,25 +470,37 @@ def _is_pd(S):
         return False
 
 
-def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, variant, tol, maxiter, nfev,
-                      memory: int = 5):
+def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, variant, tol_at, maxiter, nfev,
+                      memory: int = 5, stall: int = 10):
     """Anderson-accelerated fixed-point iteration Sigma <- G(Sigma) (type II, ``memory`` past steps).
 
     Each evaluation at Sigma gives both the residual at Sigma and the next Picard iterate, so a step
-    whose start already satisfies ``tol`` costs no evaluation beyond the one the previous step made.
-    An Anderson iterate that is not positive definite is replaced by the plain Picard step G(Sigma),
-    which is positive definite whenever the right-hand side is.
+    whose start already satisfies the tolerance costs no evaluation beyond the previous step's last.
+    An iterate that is not positive definite is replaced by the Picard step, shortened until it is.
+    Safeguards, because G is expansive near some solutions (small h): for the derived variant an
+    iterate that raises the free energy hands the step over to L-BFGS on F (from the best point);
+    for the reference variant, ``stall`` iterations without a smaller residual hand it to Newton-Krylov.
+    Returns (Sigma, iterations, message, state, fallback), fallback being "" or the method used.
     """
     if state is None or state.Sigma is not Sigma:
         nfev[0] += 1
         state = _evaluate(X, y, Sigma, sigma_a2, sigma2, variant)
+    derived = variant == "derived"
+    fval = _free_energy_value(state, h, d0, sigma_w2) if derived else None
+    best = (np.inf, Sigma, state)
+    since_best = 0
     xs, fs = [], []
     for it in range(maxiter + 1):
         Gs = _eos_map(state, h, d0, sigma_w2)
         f = (Gs - Sigma).ravel()
-        if float(np.max(np.abs(f))) <= tol:
-            return Sigma, it, "", state
-        if it == maxiter:
+        res = float(np.max(np.abs(f)))
+        if res <= tol_at(Sigma):
+            return Sigma, it, "", state, ""
+        if res < best[0]:
+            best, since_best = (res, Sigma, state), 0
+        else:
+            since_best += 1
+        if it == maxiter or (not derived and since_best >= stall):
             break
         x = Sigma.ravel()
         xs.append(x)
@@ -485,7 +515,6 @@ def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, var
         S_new = x_new.reshape(d0, d0)
         S_new = 0.5 * (S_new + S_new.T)
         if not _is_pd(S_new):
-            # fall back to the Picard step, shortened until it stays positive definite
             xs, fs = [], []
             t = 1.0
             S_new = Gs
@@ -494,11 +523,27 @@ def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, var
                 S_new = Sigma + t * (Gs - Sigma)
             if not _is_pd(S_new):
                 raise np.linalg.LinAlgError("no positive definite step towards G(Sigma) was found")
-        Sigma = S_new
         nfev[0] += 1
-        state = _evaluate(X, y, Sigma, sigma_a2, sigma2, variant)
+        new_state = _evaluate(X, y, S_new, sigma_a2, sigma2, variant)
+        if derived:
+            f_new = _free_energy_value(new_state, h, d0, sigma_w2)
+            if not f_new <= fval + 1e-12 * abs(fval):
+                # the fixed-point iterate went uphill on F: minimise F directly from here
+                S_l, its_l, msg = _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter, nfev)
+                return S_l, it + its_l, msg, None, "lbfgs"
+            fval = f_new
+        Sigma, state = S_new, new_state
+    if not derived:
+        its = [0]
+
+        def F(S):
+            nfev[0] += 1
+            S = 0.5 * (S + S.T)
+            return S - _eos_map(_evaluate(X, y, S, sigma_a2, sigma2, variant), h, d0, sigma_w2)
+        S_nk, its_nk, msg = _nk_step(F, best[1], tol_at(best[1]), maxiter, 100)
+        return S_nk, it + its_nk, msg, None, "newton-krylov"
     res = float(np.max(np.abs(_eos_map(state, h, d0, sigma_w2) - Sigma)))
-    return Sigma, maxiter, f"fixed-point: residual {res:.3g} after {maxiter} iterations", state
+    return Sigma, maxiter, f"fixed-point: residual {res:.3g} after {maxiter} iterations", state, ""
 
 
 class EoSModel:
@@ -510,8 +555,8 @@ class EoSModel:
     """
 
     def __init__(self, variant: str = "derived", h_stops=(1e5, 500.0), schedule=None, method: str = "auto",
-                 tol: float = 5e-4, maxiter: int = 100, inner_maxiter: int = 100, sigma_w2: float = 1.0,
-                 sigma_a2: float = 1.0 / 128, sigma2: float = 1e-6, label: str = ""):
+                 tol: float = 1e-6, rtol: float | None = 1e-5, maxiter: int = 100, inner_maxiter: int = 100,
+                 sigma_w2: float = 1.0, sigma_a2: float = 1.0 / 128, sigma2: float = 1e-6, label: str = ""):
         check_choice(variant, VARIANTS, "variant")
         check_choice(method, METHODS, "method")
         self.h_stops = tuple(sorted((check_positive(f, "h_stops") for f in h_stops), reverse=True))
@@ -522,6 +567,7 @@ class EoSModel:
         if missing:
             raise ValueError(f"h_stops {missing} are not factors of the schedule {self.schedule}")
         self.variant, self.method, self.tol = variant, method, float(tol)
+        self.rtol = None if rtol is None else float(rtol)
         self.maxiter, self.inner_maxiter = int(maxiter), int(inner_maxiter)
         self.sigma_w2, self.sigma_a2, self.sigma2 = float(sigma_w2), float(sigma_a2), float(sigma2)
         self.label = label
@@ -529,7 +575,7 @@ class EoSModel:
 
     def config(self) -> dict:
         return {"variant": self.variant, "h_stops": list(self.h_stops), "schedule": list(self.schedule),
-                "method": self.method, "tol": self.tol, "maxiter": self.maxiter,
+                "method": self.method, "tol": self.tol, "rtol": self.rtol, "maxiter": self.maxiter,
                 "inner_maxiter": self.inner_maxiter, "sigma_w2": self.sigma_w2, "sigma_a2": self.sigma_a2,
                 "sigma2": self.sigma2}
 
@@ -537,7 +583,7 @@ class EoSModel:
         out = []
         for ds in datasets:
             res = solve_eos(ds.X, ds.y, h=self.h_stops[-1], schedule=self.schedule, variant=self.variant,
-                            method=self.method, tol=self.tol, maxiter=self.maxiter,
+                            method=self.method, tol=self.tol, rtol=self.rtol, maxiter=self.maxiter,
                             inner_maxiter=self.inner_maxiter, sigma_w2=self.sigma_w2, sigma_a2=self.sigma_a2,
                             sigma2=self.sigma2, class_sizes=ds.class_sizes, on_failure="flag")
             tb = res.table()

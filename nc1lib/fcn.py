@@ -43,7 +43,9 @@ PAPER_DEFAULTS = dict(width=500, depth=2, sigma_w=1.0, sigma_w2=1.97, sigma_b=0.
 class FCNResult:
     """What :func:`train_fcn` returns. Every array has a leading repeat dimension ``R``.
 
-    ``loss[r, e]`` is the training MSE after ``e`` updates (``e = 0 .. epochs``);
+    ``loss[r, e]`` is the training MSE after ``e`` updates (``e = 0 .. epochs``), and
+    ``accuracy_history[r, e]`` the training accuracy then (the predicted class is the one whose
+    target is nearest to the output: the sign of the output for targets -1/+1);
     ``epochs`` lists the epochs at which NC1 and accuracy were recorded (``T`` of them).
     A repeat that diverged keeps its row: ``diverged[r]`` is True, ``diverged_epoch[r]``
     is the first epoch whose loss was NaN/inf or above ``divergence_factor`` times the
@@ -59,6 +61,8 @@ class FCNResult:
     nc1_layers: np.ndarray          # (R, L-1, T) NC1 (paper weighting) of every hidden layer
     accuracy: np.ndarray            # (R, T) training accuracy: nearest class target to the output
     loss: np.ndarray                # (R, epochs + 1) training MSE
+    accuracy_history: np.ndarray    # (R, epochs + 1) training accuracy after e updates
+    zero_error_epoch: np.ndarray    # (R,) first epoch with 100% training accuracy (-1: never)
     diverged: np.ndarray            # (R,) bool
     diverged_epoch: np.ndarray      # (R,) int, -1 where the run did not diverge
     features: np.ndarray | None     # (R, N, h) last hidden post-activations after training
@@ -228,8 +232,12 @@ def _feature_stats(A_list, labels_r):
         if not np.all(np.isfinite(H)):
             out.append(None)
             continue
-        p = nc1_from_features(H, labels_r, "paper")
-        s = nc1_from_features(H, labels_r, "sample")
+        try:
+            p = nc1_from_features(H, labels_r, "paper")
+            s = nc1_from_features(H, labels_r, "sample")
+        except ZeroDivisionError:                    # Tr Sigma_B = 0 (e.g. a dead ReLU layer): NC1 undefined
+            out.append(None)
+            continue
         out.append((p.nc1, s.nc1, p.nc1_classical, p.tr_w, p.tr_b))
     return out
 
@@ -326,7 +334,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     Xt = torch.as_tensor(Xn, dtype=tdt, device=dev).contiguous()
     Yt = torch.as_tensor(Yn, dtype=tdt, device=dev).contiguous()
     Tt = torch.as_tensor(targets, dtype=tdt, device=dev)        # (R, C, k)
-    Lt = torch.as_tensor(labels, device=dev)
+    Lt = torch.as_tensor(np.array(labels), device=dev)
 
     # preallocated activations: Z_l pre-activations, A_l post-activations, dZ scratch
     Zs = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
@@ -336,6 +344,8 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     gWs = [torch.empty_like(W) for W in Ws]
     gBs = [torch.empty_like(b) for b in Bs]
     loss_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float64, device=dev)
+    acc_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float32, device=dev)
+    classes = torch.as_tensor(np.stack([np.unique(labels[r]) for r in range(R)]), device=dev)   # (R, C)
     grad_scale = 2.0 / (N * k)                                   # d/d out of mean((out - y)^2)
     relu = activation == "relu"
     zero = torch.zeros((), dtype=tdt, device=dev)
@@ -384,10 +394,12 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
 
     for e in range(epochs + 1):
         forward()
+        pred = torch.cdist(out, Tt).argmin(dim=2)                 # nearest class target: (R, N)
+        acc_hist[:, e] = (torch.gather(classes, 1, pred) == Lt).float().mean(dim=1)
         G = out.sub_(Yt)                                          # residual, in place: (R, N, k)
         loss_hist[:, e] = G.square().mean(dim=(1, 2)).to(torch.float64)   # MSE, mean over samples
         if e in rec_set:
-            _record(e, rec_set[e], G, Yt, Tt, Lt, labels, As, res, nc1_layers, loss_hist, divergence_factor)
+            _record(e, rec_set[e], acc_hist, labels, As, res, nc1_layers, loss_hist, divergence_factor)
         if (e % check_every == 0) or e == epochs:
             check_divergence(e)
             if diverged.all():
@@ -432,36 +444,35 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
             p.add_(d, alpha=-lr)
 
     loss = loss_hist.cpu().numpy()
+    acc_h = acc_hist.double().cpu().numpy()
     for r in np.flatnonzero(diverged):
         e0 = div_epoch[r]
         loss[r, e0 + 1:] = np.nan                                 # loss[r, e0] is the offending value
+        acc_h[r, e0:] = np.nan
         after = rec >= e0
         for a in res.values():
             a[r, after] = np.nan
         nc1_layers[r, :, after] = np.nan
 
+    full = acc_h >= 1.0
+    zero_err = np.where(full.any(axis=1), np.argmax(full, axis=1), -1)
     feats = [A.cpu().numpy() for A in As] if return_features else None
     cfg = dict(activation=activation, widths=widths, depth=depth, sigma_w=sigma_w, sigma_w2=sigma_w2,
                sigma_b=sigma_b, lr=lr, weight_decay=weight_decay, momentum=momentum, epochs=epochs,
                dtype=str(tdt).replace("torch.", ""), device=str(dev), divergence_factor=divergence_factor)
-    return FCNResult(epochs=rec, nc1_layers=nc1_layers, loss=loss, diverged=diverged, diverged_epoch=div_epoch,
+    return FCNResult(epochs=rec, nc1_layers=nc1_layers, loss=loss, accuracy_history=acc_h,
+                     zero_error_epoch=zero_err, diverged=diverged, diverged_epoch=div_epoch,
                      features=feats[-1] if feats else None, hidden=feats,
                      weights=[(W.transpose(1, 2) if l < L - 1 else W).cpu().numpy().copy() for l, W in enumerate(Ws)], biases=[b.cpu().numpy() for b in Bs],
                      seeds=seeds, config=cfg, seconds=time.perf_counter() - t_start, **res)
 
 
-def _record(e, t, G, Yt, Tt, Lt, labels, As, res, nc1_layers, loss_hist, factor):
+def _record(e, t, acc_hist, labels, As, res, nc1_layers, loss_hist, factor):
     """Record accuracy and NC1 of every hidden layer at epoch ``e`` (column ``t``)."""
-    import torch
-    outp = G + Yt                                                 # G holds out - y
-    dist = torch.cdist(outp, Tt)                                  # (R, N, C): distance to each class target
-    pred = dist.argmin(dim=2)
-    classes = torch.stack([torch.unique(Lt[r]) for r in range(Lt.shape[0])])   # (R, C), sorted
-    correct = torch.gather(classes, 1, pred) == Lt
-    acc = correct.double().mean(dim=1).cpu().numpy()
+    acc = acc_hist[:, e].double().cpu().numpy()
     base = loss_hist[:, 0].cpu().numpy()
     now = loss_hist[:, e].cpu().numpy()
-    for r in range(G.shape[0]):
+    for r in range(acc.shape[0]):
         if not np.isfinite(now[r]) or now[r] > factor * base[r]:
             continue                                              # diverging: NaN, reported by the caller
         res["accuracy"][r, t] = acc[r]
@@ -481,8 +492,11 @@ class FCNModel:
     """The trained network as a sweep model: ``run_cell`` trains all repeats of a cell at once.
 
     Rows: ``model`` ("2l-fcn" for depth 2, "3l-fcn" ...), ``nc1``, ``nc1_sample``, ``nc1_classical``,
-    ``tr_w``, ``tr_b``, ``final_loss``, ``train_accuracy``, ``diverged``, ``diverged_epoch``,
-    ``activation``, ``width``. A diverged run keeps its row with NC1 NaN.
+    ``tr_w``, ``tr_b``, ``final_loss``, ``train_accuracy``, ``zero_error_epoch`` (first epoch with
+    100% training accuracy, -1 if never), ``nc1_before`` (NC1 at ``epochs - epochs // 10``: with
+    ``nc1`` it says whether NC1 was still falling at the end), ``diverged``, ``diverged_epoch``,
+    ``activation``, ``width``; for deeper networks also ``nc1_layer1`` ... A diverged run keeps
+    its row with NC1 NaN.
     """
 
     def __init__(self, activation: str = "erf", width=500, depth: int = 2, lr: float = 1e-3,
@@ -508,12 +522,18 @@ class FCNModel:
         X = np.stack([ds.X for ds in datasets])
         y = np.stack([ds.y for ds in datasets])
         labels = np.stack([ds.labels for ds in datasets])
+        ep = int(self.kw["epochs"])
         r = train_fcn(X, y, labels=labels, seed=list(seeds), device=self.device, return_features=False,
+                      record=[ep - ep // 10, ep],
                       num_threads=self.num_threads,
                       **self.kw)
         rows = []
         for i in range(len(datasets)):
+            layers = {f"nc1_layer{l + 1}": float(r.nc1_layers[i, l, -1]) for l in range(r.nc1_layers.shape[1])} \
+                if r.nc1_layers.shape[1] > 1 else {}
             rows.append([{"model": self.row_model, "nc1": float(r.nc1[i, -1]),
+                          "nc1_before": float(r.nc1[i, 0]), "epoch_before": int(r.epochs[0]),
+                          "zero_error_epoch": int(r.zero_error_epoch[i]), **layers,
                           "nc1_sample": float(r.nc1_sample[i, -1]), "nc1_classical": float(r.nc1_classical[i, -1]),
                           "tr_w": float(r.tr_w[i, -1]), "tr_b": float(r.tr_b[i, -1]),
                           "final_loss": float(r.loss[i, -1]), "train_accuracy": float(r.accuracy[i, -1]),
@@ -548,7 +568,7 @@ def train_fcn_loop(X, y, *, activation: str = "erf", width=500, depth: int = 2, 
         Ws, Bs = init_params(seeds[r], d0, widths, k, sigma_w, sigma_w2, sigma_b)
         layers = []
         for l, (W, b) in enumerate(zip(Ws, Bs)):
-            lin = nn.Linear(W.shape[1], W.shape[0])
+            lin = nn.Linear(W.shape[1], W.shape[0], dtype=tdt, device=dev)
             with torch.no_grad():
                 lin.weight.copy_(W)
                 lin.bias.copy_(b)
@@ -561,7 +581,7 @@ def train_fcn_loop(X, y, *, activation: str = "erf", width=500, depth: int = 2, 
         hist = []
         for e in range(epochs + 1):
             loss = mse(net(Xr), Yr)
-            hist.append(float(loss))
+            hist.append(float(loss.detach()))
             if e == epochs:
                 break
             opt.zero_grad()
@@ -586,3 +606,12 @@ class _Erf:
             def forward(self, x):
                 return torch.erf(x)
         return Erf()
+
+
+def train_flops(N: int, d0: int, width: int, epochs: int, repeats: int = 1, k: int = 1) -> float:
+    """Floating-point operations of the matrix products of training a 2L-FCN (multiply-adds count 2).
+
+    Per epoch and sample: forward ``2 d0 h + 2 h k``; backward ``2 d0 h`` (dW1) + ``2 h k`` (dW2)
+    + ``h k`` (dA); the elementwise work (activation, its derivative) is not counted.
+    """
+    return float(repeats) * epochs * N * width * (4.0 * d0 + 5.0 * k)

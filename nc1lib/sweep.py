@@ -312,13 +312,14 @@ def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, 
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     N, d0 = X.shape
-    Z = class_indicator(cs)
+    C = cs.size
+    starts = np.concatenate([[0], np.cumsum(cs)[:-1]])          # first row of each class
     want_ntk = "ntk" in gets
     d = sb2 + sw2 * np.einsum("ij,ij->i", X, X) / d0           # eq. 10 on the diagonal: S(x, x)
     keys = [("nngp", "derived")] + ([("ntk", v) for v in variants] if want_ntk else [])
     if activation == "relu":                                     # ReLU has no reference departure
         keys = [("nngp", "derived")] + ([("ntk", "derived")] if want_ntk else [])
-    Bs = {k: np.zeros((Z.shape[1], Z.shape[1])) for k in keys}   # class-block sums, Z^T K Z
+    Bs = {k: np.zeros((C, C)) for k in keys}                     # class-block sums
     tr = {k: 0.0 for k in keys}
     if activation == "erf":
         r = 1.0 / np.sqrt(1.0 + 2.0 * d)                         # (1 + 2 S_ii)^(-1/2)
@@ -326,42 +327,50 @@ def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, 
     else:
         rt = np.sqrt(d)                                          # S_ii^(1/2)
         rinv = np.where(rt > 0, 1.0 / np.where(rt > 0, rt, 1.0), 0.0)
-    S_all = X @ X.T                                              # one symmetric product (BLAS syrk)
-    S_all *= sw2 / d0                                            # eq. 10: Sigma0 = sb2 + sw2 x.x'/d0
-    if sb2:
-        S_all += sb2
+    XT = np.ascontiguousarray(X.T)
+    # work buffers, reused by every chunk (fresh N x N temporaries would cost a page fault per 4 KiB)
+    m_max = min(chunk, N)
+    work = {nm: np.empty(m_max * N) for nm in ("S", "u", "K", "kd", "aux")}
     # The Grams are symmetric: each chunk of rows [i0, i1) is evaluated from column i0 on only
     # (its diagonal square once, the rectangle to its right standing for itself and its transpose).
     for i0 in range(0, N, chunk):
         i1 = min(i0 + chunk, N)
-        S = S_all[i0:i1, i0:]                                    # read only below
-        k = np.arange(i1 - i0)                                   # the diagonal entries of the chunk
-        u = np.empty_like(S)
+        m, w = i1 - i0, N - i0
+        S, u, K, kd, aux = (work[nm][:m * w].reshape(m, w) for nm in ("S", "u", "K", "kd", "aux"))
+        if d0 == 1:
+            np.multiply.outer(X[i0:i1, 0], X[i0:, 0], out=S)
+        else:
+            np.matmul(X[i0:i1], XT[:, i0:], out=S)
+        S *= sw2 / d0                                            # eq. 10: Sigma0 = sb2 + sw2 x.x'/d0
+        if sb2:
+            S += sb2
+        k = np.arange(m)                                         # the diagonal entries of the chunk
+        plan = (m, _segments(i0, i1, starts), _segments(i1, N, starts))
         if activation == "erf":
             # eq. 11 (Williams 1996): K1 = (2/pi) arcsin(u), u = 2 S12 / sqrt((1 + 2 S11)(1 + 2 S22))
             np.multiply(S, 2.0 * r[i0:i1, None], out=u)
             u *= r[None, i0:]
             np.clip(u, -1.0, 1.0, out=u)
-            K = np.arcsin(u)
+            np.arcsin(u, out=K)
             K *= _TWO_OVER_PI
             if want_ntk:
                 for v in variants:
                     if v == "derived":
                         # eq. 15: Kdot = (4/pi) ((1+2S11)(1+2S22) - 4 S12^2)^(-1/2)
                         #              = (4/pi) r_i r_j / sqrt(1 - u^2)
-                        kd = np.multiply(u, u)
+                        np.multiply(u, u, out=kd)
                         np.subtract(1.0, kd, out=kd)
                         np.sqrt(kd, out=kd)
                         np.divide(2.0 * _TWO_OVER_PI * r[i0:i1, None], kd, out=kd)
                         kd *= r[None, i0:]
                     else:
                         # MATH.md 8.1: (4/pi) (sum_k (1 + 2 S_kk)^2 - 4 S12^2)^(-1/2)
-                        kd = np.multiply(S, S)
+                        np.multiply(S, S, out=kd)
                         kd *= -4.0
                         kd += P_ref
                         np.sqrt(kd, out=kd)
                         np.divide(2.0 * _TWO_OVER_PI, kd, out=kd)
-                    _accumulate_ntk(Bs, tr, ("ntk", v), K, kd, S, sw2, sb2, Z, i0, i1)
+                    _accumulate_ntk(Bs, tr, ("ntk", v), K, kd, S, sw2, sb2, plan)
         else:
             # App. B (Cho & Saul 2009): cos t = S12 / sqrt(S11 S22),
             # K1 = (1/2pi) sqrt(S11 S22) (sin t + (pi - t) cos t), Kdot = (pi - t) / (2 pi)
@@ -371,19 +380,20 @@ def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, 
             # cos t = 1 exactly on the diagonal: arccos would turn a rounding error of 1e-16
             # into t ~ 1e-8, and Kdot(x, x) = 1/2 with it
             u[k, k] = np.where(d[i0:i1] > 0, 1.0, 0.0)
-            pmt = np.arccos(u)
+            pmt = kd
+            np.arccos(u, out=pmt)
             np.subtract(np.pi, pmt, out=pmt)                     # pi - t
-            K = np.multiply(u, u)
+            np.multiply(u, u, out=K)
             np.subtract(1.0, K, out=K)
             np.sqrt(K, out=K)                                    # sin t
-            u *= pmt
-            K += u                                               # sin t + (pi - t) cos t
+            np.multiply(u, pmt, out=aux)
+            K += aux                                             # sin t + (pi - t) cos t
             K *= rt[i0:i1, None] / (2.0 * np.pi)
             K *= rt[None, i0:]
             if want_ntk:
                 pmt *= 1.0 / (2.0 * np.pi)                       # Kdot
-                _accumulate_ntk(Bs, tr, ("ntk", "derived"), K, pmt, S, sw2, sb2, Z, i0, i1)
-        _accumulate(Bs, tr, ("nngp", "derived"), K, Z, i0, i1)
+                _accumulate_ntk(Bs, tr, ("ntk", "derived"), K, pmt, S, sw2, sb2, plan)
+        _accumulate(Bs, tr, ("nngp", "derived"), K, plan)
     out = dict((key, (tr[key], Bs[key])) for key in keys)
     if activation == "relu" or not want_ntk:                     # the variant changes only the Erf NTK
         for v in variants:
@@ -394,24 +404,40 @@ def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, 
     return {(g, v): out[(g, v)] for g in gets for v in variants}
 
 
-def _accumulate(Bs, tr, key, G, Z, i0, i1):
-    """Add the upper part of a chunk of rows, ``K[i0:i1, i0:]``, to the class-block sums and trace."""
-    m = i1 - i0
-    Zr = Z[i0:i1]
-    diag_part = Zr.T @ (G[:, :m] @ Zr)                           # the chunk's diagonal square
-    off = Zr.T @ (G[:, m:] @ Z[i1:])                             # the rectangle right of it ...
-    Bs[key] += diag_part + off + off.T                           # ... and its mirror image
+def _segments(lo: int, hi: int, starts: np.ndarray):
+    """The classes met by positions [lo, hi) of an organised dataset: offsets from lo, class ids."""
+    c_lo = int(np.searchsorted(starts, lo, side="right")) - 1
+    c_hi = int(np.searchsorted(starts, hi, side="left"))
+    cls = np.arange(c_lo, c_hi)
+    offs = np.maximum(starts[cls], lo) - lo
+    return offs, cls
+
+
+def _accumulate(Bs, tr, key, G, plan):
+    """Add the upper part of a chunk of rows, ``K[i0:i1, i0:]``, to the class-block sums and trace.
+
+    Sums over class segments use ``np.add.reduceat`` (no BLAS call, so no thread hand-offs)."""
+    m, (ro, rc), (co, cc) = plan
+    B = Bs[key]
+    sq = np.add.reduceat(np.add.reduceat(G[:, :m], ro, axis=1), ro, axis=0)   # the diagonal square
+    B[np.ix_(rc, rc)] += sq
+    if G.shape[1] > m:                                           # the rectangle right of it ...
+        rect = np.add.reduceat(np.add.reduceat(G[:, m:], co, axis=1), ro, axis=0)
+        B[np.ix_(rc, cc)] += rect
+        B[np.ix_(cc, rc)] += rect.T                              # ... and its mirror image
     tr[key] += float(np.trace(G[:, :m]))
 
 
-def _accumulate_ntk(Bs, tr, key, K, kdot, S, sw2, sb2, Z, i0, i1):
-    # eq. 13 (one hidden layer): Theta = Sigma1 + Sigma0 * sw2 * Kdot, Sigma1 = sb2 + sw2 K1 (eq. 14)
+def _accumulate_ntk(Bs, tr, key, K, kdot, S, sw2, sb2, plan):
+    # eq. 13 (one hidden layer): Theta = Sigma1 + Sigma0 * sw2 * Kdot, Sigma1 = sb2 + sw2 K1 (eq. 14),
+    # evaluated as sw2 (K1 + Sigma0 Kdot) + sb2, in place (kdot is overwritten)
     kdot *= S
-    kdot *= sw2
-    kdot += sw2 * K
+    kdot += K
+    if sw2 != 1.0:
+        kdot *= sw2
     if sb2:
         kdot += sb2
-    _accumulate(Bs, tr, key, kdot, Z, i0, i1)
+    _accumulate(Bs, tr, key, kdot, plan)
 
 
 class KernelModel:

@@ -261,9 +261,36 @@ for act in ("erf", "relu"):
 # %% [markdown]
 # The balanced split gives a ratio of exactly one (up to rounding), as the proof says. Away from
 # balance the conventions part by the factors printed above: a figure of NC1 against the
-# imbalance ratio (the paper's Figures 12-13) depends on which convention it uses, so the
-# book's appendix chapters state it.
+# imbalance ratio (the paper's Figures 12-13) depends on which convention it uses.
 #
+# %% [markdown]
+# ### The paper's between-class trace can be negative
+#
+# $\Tr(\tilde\Sigma_B - \Sigma_G) = \frac1C\sum_c \|\mu_c\|^2 - \|\mu_G\|^2$ weighs the class means
+# equally but centres them at the *sample-weighted* global mean. When the larger class also
+# has the larger mean feature, the second term wins and the "trace" is negative: it is not the
+# trace of a covariance matrix. A small example with ReLU features $h(x) = \max(x, 0)$ of 1-D
+# data, class sizes (8, 24), class means $-1$ and $3$:
+
+# %%
+g = np.random.default_rng(7)
+x = np.concatenate([-1 + 0.15 * g.standard_normal(8), 3 + 0.5 * g.standard_normal(24)])
+H = np.maximum(x, 0.0)[:, None]
+for weighting in ("paper", "sample"):
+    tw, tb = nl.covariance_traces_from_gram(H @ H.T, (8, 24), weighting)
+    print(f"{weighting:>6}: Tr Sigma_W = {tw:+.4f}   Tr Sigma_B = {tb:+.4f}   NC1 = {tw / tb:+.4f}")
+
+# %% [markdown]
+# The sample-weighted traces are those of positive semi-definite matrices and cannot be
+# negative. The paper's convention gives a negative NC1 here; the 1-D chapter meets the same
+# effect in the expected traces. On the paper's D1 splits it does not happen (the smallest
+# paper-convention NC1 of the imbalanced sweep above is printed below), but it is a reason to
+# prefer the sample-weighted form on imbalanced data of one's own.
+
+# %%
+print(f"smallest paper-convention NC1 in the imbalanced sweep: {conv['paper'].min():.4f}")
+
+# %% [markdown]
 # ## Figure 1: the NNGP Gram matrix, balanced and imbalanced
 #
 # The paper's Figure 1 shows the Erf NNGP Gram matrix of organised data, whose $C \times C$

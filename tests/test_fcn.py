@@ -18,15 +18,15 @@ def _stack(spec, seeds):
 def test_matches_torch_module_and_sgd(activation, depth):
     """Hand-written batched GD == nn.Module + autograd + torch.optim.SGD (momentum, weight decay, biases)."""
     X, y, _ = _stack(D1(24, 3), [1, 2, 3])
-    kw = dict(activation=activation, width=16, depth=depth, lr=0.05, weight_decay=1e-2, momentum=0.9,
+    kw = dict(activation=activation, width=16, depth=depth, lr=0.01, weight_decay=1e-2, momentum=0.5,
               epochs=25, sigma_b=0.3, seed=[7, 8, 9], dtype="float64")
     res = train_fcn(X, y, **kw)
     loss, feats, weights = train_fcn_loop(X, y, **kw)
-    np.testing.assert_allclose(res.loss, loss, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(res.loss, loss, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.features, feats, rtol=1e-9, atol=1e-12)
     for a, b in zip(res.weights, weights):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    assert res.loss[:, -1].max() < res.loss[:, 0].min()   # it learns
+    assert np.all(res.loss[:, -1] < res.loss[:, 0])          # it learns
 
 
 def test_vector_targets_match_module():
@@ -67,13 +67,13 @@ def test_initialisation_scales():
 
 def test_recorded_nc1_is_nc1_of_features():
     X, y, ds = _stack(D1(40, 2), [0, 1])
-    res = train_fcn(X, y, width=30, lr=0.05, epochs=30, record=[0, 15, 30], seed=[1, 2])
+    res = train_fcn(X, y, width=30, lr=0.01, epochs=30, record=[0, 15, 30], seed=[1, 2])
     assert list(res.epochs) == [0, 15, 30] and res.nc1.shape == (2, 3)
     for r in range(2):
         f = nc1_from_features(res.features[r].astype(np.float64), ds[r].labels, "paper")
         assert res.nc1[r, -1] == pytest.approx(f.nc1, rel=1e-12)
         assert res.tr_w[r, -1] == pytest.approx(f.tr_w, rel=1e-12)
-    assert res.nc1[:, -1].max() < res.nc1[:, 0].min()     # training collapses the features
+    assert np.all(res.nc1[:, -1] < res.nc1[:, 0])            # training collapses the features
     traj = res.trajectory()
     assert len(traj) == 6 and {"epoch", "loss", "accuracy", "nc1"} <= set(traj.columns)
 
