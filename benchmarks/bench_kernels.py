@@ -51,7 +51,8 @@ def diag_product_kernels(X, activation):
         C = np.clip(Dinv @ S @ Dinv, -1.0, 1.0)                       # cos t
         t = np.arccos(C)
         K = Dn @ ((np.sin(t) + (np.pi - t) * C) / (2.0 * np.pi)) @ Dn  # App. B
-        Kdot = (np.pi - t) / (2.0 * np.pi)
+        C2 = np.clip(Dinv @ S @ Dinv, -1.0, 1.0)                      # the derivative kernel forms
+        Kdot = (np.pi - np.arccos(C2)) / (2.0 * np.pi)                # its own cos t, as the reference does
     return {"nngp": K, "ntk": K + S * Kdot}                           # eq. 13
 
 

@@ -9,3 +9,18 @@ from .datasets import D1, D2, D1_imbalanced, Dataset, FourClass, GaussianClasses
 from .nc1 import (FeatureNC1, covariance_traces_from_gram, labels_from_class_sizes, nc1_from_features,
                   nc1_from_gram, nc1_of_data, relative_nc1)
 from .kernels import kernel_fn, nngp_gram, ntk_gram
+from .sweep import KernelModel, grid, kernel_block_sums, sweep
+from .plots import nc1_vs_d0, summarise
+from .claims import Claim, claims_table
+from .fcn import FCNModel, FCNResult, train_fcn
+from .eos import EoSModel, EoSResult, solve_eos
+from . import theory1d
+
+__all__ = [
+    "D1", "D2", "D1_imbalanced", "Dataset", "FourClass", "GaussianClasses", "IMBALANCED_SPLITS",
+    "FeatureNC1", "covariance_traces_from_gram", "labels_from_class_sizes", "nc1_from_features",
+    "nc1_from_gram", "nc1_of_data", "relative_nc1", "kernel_fn", "nngp_gram", "ntk_gram",
+    "KernelModel", "grid", "kernel_block_sums", "sweep", "nc1_vs_d0", "summarise", "Claim",
+    "claims_table", "FCNModel", "FCNResult", "train_fcn", "EoSModel", "EoSResult", "solve_eos",
+    "theory1d",
+]

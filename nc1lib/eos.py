@@ -283,8 +283,10 @@ def _nk_step(F, Sigma, tol, maxiter, inner_maxiter):
         its[0] += 1
 
     try:
-        out = scipy.optimize.newton_krylov(F, Sigma, f_tol=tol, maxiter=maxiter, inner_maxiter=inner_maxiter,
-                                           callback=cb)
+        # errstate: scipy's own x_rtol test divides by x_rtol = inf and warns; our F raises on real trouble
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = scipy.optimize.newton_krylov(F, Sigma, f_tol=tol, maxiter=maxiter, inner_maxiter=inner_maxiter,
+                                               callback=cb)
         return np.asarray(out), its[0], ""
     except scipy.optimize.NoConvergence as e:
         return np.asarray(e.args[0]), its[0], "newton_krylov: no convergence"
@@ -673,6 +675,7 @@ def reference_style_solve(X, y, *, h: float = 500.0, schedule=None, sigma_w2: fl
         def F(S, factor=factor):
             count[0] += 1
             return S - reference_style_map(S, X, y, factor, sigma_w2, sigma_a2, sigma2, variant)
-        Sigma = np.asarray(scipy.optimize.newton_krylov(F, Sigma, f_tol=tol, maxiter=maxiter,
-                                                        inner_maxiter=inner_maxiter))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Sigma = np.asarray(scipy.optimize.newton_krylov(F, Sigma, f_tol=tol, maxiter=maxiter,
+                                                            inner_maxiter=inner_maxiter))
     return Sigma, count[0]

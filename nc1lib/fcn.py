@@ -30,7 +30,6 @@ from typing import Sequence
 import numpy as np
 
 from ._validate import as_float_array, check_choice, check_positive
-from .nc1 import nc1_from_features
 
 ACTIVATIONS = ("erf", "relu")
 
@@ -224,22 +223,38 @@ def init_params(seed: int, d0: int, widths: Sequence[int], k: int = 1, sigma_w: 
 _ERF_DERIV = 2.0 / math.sqrt(math.pi)   # d/dz erf(z) = (2/sqrt(pi)) exp(-z^2)
 
 
-def _feature_stats(A_list, labels_r):
-    """NC1 numbers of one repeat's hidden layers (float64, paper and sample weightings)."""
-    out = []
-    for A in A_list:
-        H = A.double().cpu().numpy()
-        if not np.all(np.isfinite(H)):
-            out.append(None)
-            continue
-        try:
-            p = nc1_from_features(H, labels_r, "paper")
-            s = nc1_from_features(H, labels_r, "sample")
-        except ZeroDivisionError:                    # Tr Sigma_B = 0 (e.g. a dead ReLU layer): NC1 undefined
-            out.append(None)
-            continue
-        out.append((p.nc1, s.nc1, p.nc1_classical, p.tr_w, p.tr_b))
-    return out
+def nc1_stats_batched(A, onehot):
+    """NC1 of a stack of feature matrices at once, in float64 (paper eqs. 5-7; same numbers as
+    :func:`nc1lib.nc1_from_features`, which the tests check).
+
+    ``A`` (R, N, p) features, ``onehot`` (R, N, C) class indicators (float64, same device).
+    Returns a dict of (R,) float64 tensors: ``nc1`` and ``tr_w``, ``tr_b`` (paper weighting),
+    ``nc1_sample`` (sample weighting) and ``nc1_classical`` ((1/C) Tr(Sigma_W Sigma_B^+)).
+    NaN where the features are not finite or Tr Sigma_B = 0.
+    """
+    import torch
+    H = A.to(torch.float64)
+    R, N, _ = H.shape
+    counts = onehot.sum(dim=1)                                         # (R, C)
+    C = counts.shape[1]
+    means = torch.bmm(onehot.transpose(1, 2), H) / counts[:, :, None]  # class means mu_c (R, C, p)
+    mu_G = H.mean(dim=1)                                               # global mean (R, p)
+    Res = H - torch.bmm(onehot, means)                                 # h - mu_c
+    tr_w_s = Res.square().sum(dim=(1, 2)) / N                          # Tr Sigma_W, eq. 5
+    D = means - mu_G[:, None, :]
+    tr_b_s = D.square().sum(dim=(1, 2)) / C                            # Tr Sigma_B, eq. 5
+    # Tr(Sigma~_T - Sigma~_B), Tr(Sigma~_B - Sigma_G) (eq. 6), as nc1.nc1_from_features writes them
+    tr_w = tr_w_s + ((counts / N - 1.0 / C) * means.square().sum(dim=2)).sum(dim=1)
+    tr_b = tr_b_s + 2.0 * (mu_G * (means.mean(dim=1) - mu_G)).sum(dim=1)
+    Dp = torch.linalg.pinv(D)                                          # (R, p, C)
+    classical = torch.bmm(Res, Dp).square().sum(dim=(1, 2)) / N
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=H.device)
+    ok = torch.isfinite(H).all(dim=2).all(dim=1) & (tr_b != 0) & (tr_b_s != 0)
+
+    def safe(x):
+        return torch.where(ok, x, nan)
+    return {"nc1": safe(tr_w / tr_b), "nc1_sample": safe(tr_w_s / tr_b_s), "nc1_classical": safe(classical),
+            "tr_w": safe(tr_w), "tr_b": safe(tr_b)}
 
 
 def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: int = 2,
@@ -346,6 +361,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     loss_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float64, device=dev)
     acc_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float32, device=dev)
     classes = torch.as_tensor(np.stack([np.unique(labels[r]) for r in range(R)]), device=dev)   # (R, C)
+    onehot = (Lt[:, :, None] == classes[:, None, :]).to(torch.float64)                           # (R, N, C)
     grad_scale = 2.0 / (N * k)                                   # d/d out of mean((out - y)^2)
     relu = activation == "relu"
     zero = torch.zeros((), dtype=tdt, device=dev)
@@ -394,12 +410,15 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
 
     for e in range(epochs + 1):
         forward()
-        pred = torch.cdist(out, Tt).argmin(dim=2)                 # nearest class target: (R, N)
+        if k == 1:                                                # nearest class target: (R, N)
+            pred = (out - Tt.transpose(1, 2)).abs_().argmin(dim=2)
+        else:
+            pred = torch.cdist(out, Tt).argmin(dim=2)
         acc_hist[:, e] = (torch.gather(classes, 1, pred) == Lt).float().mean(dim=1)
         G = out.sub_(Yt)                                          # residual, in place: (R, N, k)
         loss_hist[:, e] = G.square().mean(dim=(1, 2)).to(torch.float64)   # MSE, mean over samples
         if e in rec_set:
-            _record(e, rec_set[e], acc_hist, labels, As, res, nc1_layers, loss_hist, divergence_factor)
+            _record(e, rec_set[e], acc_hist, onehot, As, res, nc1_layers, loss_hist, divergence_factor)
         if (e % check_every == 0) or e == epochs:
             check_divergence(e)
             if diverged.all():
@@ -467,23 +486,19 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
                      seeds=seeds, config=cfg, seconds=time.perf_counter() - t_start, **res)
 
 
-def _record(e, t, acc_hist, labels, As, res, nc1_layers, loss_hist, factor):
+def _record(e, t, acc_hist, onehot, As, res, nc1_layers, loss_hist, factor):
     """Record accuracy and NC1 of every hidden layer at epoch ``e`` (column ``t``)."""
     acc = acc_hist[:, e].double().cpu().numpy()
     base = loss_hist[:, 0].cpu().numpy()
     now = loss_hist[:, e].cpu().numpy()
-    for r in range(acc.shape[0]):
-        if not np.isfinite(now[r]) or now[r] > factor * base[r]:
-            continue                                              # diverging: NaN, reported by the caller
-        res["accuracy"][r, t] = acc[r]
-        stats = _feature_stats([A[r] for A in As], labels[r])
-        for l, s in enumerate(stats):
-            if s is None:
-                continue
-            nc1_layers[r, l, t] = s[0]
-            if l == len(stats) - 1:
-                for nm, v in zip(("nc1", "nc1_sample", "nc1_classical", "tr_w", "tr_b"), s):
-                    res[nm][r, t] = v
+    ok = np.isfinite(now) & (now <= factor * base)                    # diverging: NaN, reported by the caller
+    res["accuracy"][ok, t] = acc[ok]
+    for l, A in enumerate(As):
+        st = {k: v.cpu().numpy() for k, v in nc1_stats_batched(A, onehot).items()}
+        nc1_layers[ok, l, t] = st["nc1"][ok]
+        if l == len(As) - 1:
+            for nm, v in st.items():
+                res[nm][ok, t] = v[ok]
 
 
 # ----------------------------------------------------------------------------- sweep model

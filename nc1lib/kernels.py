@@ -95,6 +95,9 @@ def kernel_fn(X1, X2=None, *, activation: str, get=("nngp", "ntk"), depth: int =
     S12 = sb2 + sw2 * (X1 @ X2.T) / d0
     d1 = sb2 + sw2 * np.einsum("ij,ij->i", X1, X1) / d0
     d2 = d1 if same else sb2 + sw2 * np.einsum("ij,ij->i", X2, X2) / d0
+    if same:
+        # keep the diagonal bit-identical to the variances, so cos t = 1 exactly there (ReLU)
+        np.fill_diagonal(S12, d1)
     theta = S12 if want_ntk else None
     for _ in range(depth - 1):
         K, Kdot = layer(S12, d1[:, None], d2[None, :], variant, want_ntk)

@@ -15,7 +15,7 @@ import pandas as pd
 VALUE_LABELS = {
     "nc1": r"$\log_{10}(\mathcal{NC}_1)$",
     "nc1_sample": r"$\log_{10}(\mathcal{NC}_1)$, sample-weighted",
-    "rel_nc1": r"$\log_{10}(\mathcal{NC}_1^{\mathrm{rel}})$",
+    "rel_nc1": r"$\log_{10}(\mathcal{NC}_1(H) / \mathcal{NC}_1(X))$",
     "data_nc1": r"$\log_{10}(\mathcal{NC}_1(X))$",
 }
 _BY_LABELS = {"N": "N", "class_sizes": "class sizes"}
@@ -83,7 +83,8 @@ def nc1_vs_d0(table: pd.DataFrame, ax=None, value: str = "nc1", by: str = "N", l
     import matplotlib.pyplot as plt
 
     s = summarise(table, value=value, by=by)
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         _, ax = plt.subplots(figsize=(4.8, 3.6))
     for key in _by_order(s[by]):
         part = s[s[by] == key].sort_values("d0")
@@ -109,4 +110,6 @@ def nc1_vs_d0(table: pd.DataFrame, ax=None, value: str = "nc1", by: str = "N", l
     if not hasattr(ax, "nc1_summary"):
         ax.nc1_summary = []
     ax.nc1_summary.append(s)
+    if own_figure:
+        ax.figure.tight_layout()
     return ax

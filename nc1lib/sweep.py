@@ -13,15 +13,22 @@ A *model* is any object with
 and the relative NC1 (App. F), times each cell, caches each cell on disk keyed by the
 settings and a hash of the library's source, and reports -- never drops -- runs whose
 NC1 is NaN or infinite.
+
+:class:`KernelModel` is the model of the limiting NNGP and NTK. At one hidden layer it
+uses :func:`kernel_block_sums`, which evaluates each Gram in row chunks, upper triangle
+only, and keeps just its trace and class-block sums (all Theorem 4.1 needs); the
+benchmark ``benchmarks/bench_kernels.py`` times it against the Gram-matrix routes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -175,6 +182,19 @@ def sweep(models, specs: Iterable[GaussianClasses], repeats: int, *, seed: int =
         ``None`` runs in-process.
     cache : ``True`` (default directory), a directory, or ``False``.
     force : recompute even when a cached cell exists.
+    data_weighting : NC1 convention of the data NC1 (``"paper"``, Theorem 4.1 as stated, or
+        ``"sample"``); part of the cache key.
+
+    Returns
+    -------
+    A DataFrame, one row per run (and per kernel a model returns): ``model``, ``dataset``,
+    ``N``, ``d0``, ``class_sizes`` ("n1/n2/..."), ``repeat``, ``seed``, the model's own
+    columns (``nc1``, ``nc1_sample``, ``tr_w``, ``tr_b``, ``activation``, ``variant``, ...),
+    ``data_nc1``, ``rel_nc1`` (App. F, tau = 1e-8), ``seconds`` (the model's compute time per
+    run, sampling excluded; for a cached cell, the time it took when it was computed) and
+    ``finite`` (False where NC1 is NaN or infinite; ``table.attrs["n_nonfinite"]`` counts them
+    and a ``RuntimeWarning`` says how many). Progress is shown with a tqdm bar unless
+    ``progress=False``.
     """
     if isinstance(models, (list, tuple)):
         models = list(models)
@@ -283,11 +303,78 @@ def grid(dataset: Callable[..., GaussianClasses], Ns: Iterable[int], d0s: Iterab
     return [dataset(N, d0, **kwargs) for N in Ns for d0 in d0s]
 
 
+_BLAS_API = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+             ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+             ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+             ("openblas_get_num_threads", "openblas_set_num_threads"))
+_blas_libs = None
+
+
+def _openblas_libs():
+    """(get, set) thread-count functions of the OpenBLAS libraries loaded in this process.
+
+    Found the way threadpoolctl finds them (the process's memory map), without the dependency;
+    an empty list where that is not possible (not Linux, another BLAS)."""
+    global _blas_libs
+    if _blas_libs is None:
+        import ctypes
+        _blas_libs = []
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ".so" in ln})
+        except OSError:
+            paths = []
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for get, set_ in _BLAS_API:
+                if hasattr(lib, get) and hasattr(lib, set_):
+                    _blas_libs.append((getattr(lib, get), getattr(lib, set_)))
+                    break
+    return _blas_libs
+
+
+_blas_lock = threading.Lock()
+_blas_state = {"depth": 0, "before": []}
+
+
+@contextmanager
+def limit_blas_threads(n: int | None):
+    """Run a block with OpenBLAS limited to ``n`` threads (``None``: leave it alone).
+
+    The fused kernels make many small matrix products; with two or more BLAS threads on a
+    busy machine each product waits for a core, and the sweep runs several times slower.
+    Only the speed changes, never the numbers. Nested and concurrent uses (threads of an
+    executor) share one setting; the first to enter saves the old count, the last to leave
+    restores it."""
+    if n is None:
+        yield
+        return
+    with _blas_lock:
+        libs = _openblas_libs()
+        if _blas_state["depth"] == 0:
+            _blas_state["before"] = [get() for get, _ in libs]
+            for _, set_ in libs:
+                set_(int(n))
+        _blas_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                for (_, set_), b in zip(libs, _blas_state["before"]):
+                    set_(b)
+
+
 _TWO_OVER_PI = 2.0 / np.pi
 
 
 def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, sigma_b: float = 0.0,
-                      variants=("derived",), get=("nngp", "ntk"), chunk: int = 128) -> dict:
+                      variants=("derived",), get=("nngp", "ntk"), chunk: int = 128,
+                      blas_threads: int | None = 1) -> dict:
     """Trace and class-block sums of the one-hidden-layer NNGP and NTK Grams, without storing them.
 
     Returns ``{(g, variant): (trace, B)}`` for ``g`` in ``get`` and each variant, where ``B`` is
@@ -296,8 +383,14 @@ def kernel_block_sums(X, class_sizes, activation: str, *, sigma_w: float = 1.0, 
     :func:`nc1lib.kernels.kernel_fn` at depth 2, rearranged so that each entry costs one
     inverse trig function and one square root: the variances enter through the vectors
     ``(1 + 2 S_ii)^(-1/2)`` (Erf) or ``S_ii^(1/2)`` (ReLU), never through an N x N product.
-    NNGP, NTK and the reference variant (MATH.md 8.1) share one pass.
+    NNGP, NTK and the reference variant (MATH.md 8.1) share one pass. ``blas_threads``: see
+    :func:`limit_blas_threads` (``None`` leaves the BLAS thread count alone).
     """
+    with limit_blas_threads(blas_threads):
+        return _kernel_block_sums(X, class_sizes, activation, sigma_w, sigma_b, variants, get, chunk)
+
+
+def _kernel_block_sums(X, class_sizes, activation, sigma_w, sigma_b, variants, get, chunk):
     check_choice(activation, ("erf", "relu"), "activation")
     variants = (variants,) if isinstance(variants, str) else tuple(variants)
     gets = (get,) if isinstance(get, str) else tuple(get)
@@ -476,6 +569,10 @@ class KernelModel:
                 "fused": self.fused and self.depth == 2}
 
     def run_cell(self, datasets, seeds):
+        with limit_blas_threads(1 if self.fused and self.depth == 2 else None):
+            return self._run_cell(datasets)
+
+    def _run_cell(self, datasets):
         from .kernels import kernel_fn
         out = []
         for ds in datasets:

@@ -136,3 +136,24 @@ def test_bad_data():
         train_fcn(ds.X[None], ds.y[None, :4], epochs=1, width=4)
     with pytest.raises(ValueError, match="at least 2"):
         train_fcn(ds.X, np.ones(8), epochs=1, width=4)
+
+
+def test_batched_nc1_stats_equal_nc1_from_features():
+    """The in-training NC1 (torch, batched, float64) equals nc1lib.nc1_from_features, both weightings."""
+    from nc1lib.fcn import nc1_stats_batched
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [5, 9, 16])                  # imbalanced: the weightings differ
+    H = rng.standard_normal((2, 30, 7)) + 3.0 * labels[None, :, None]
+    onehot = torch.as_tensor(np.eye(3)[labels][None].repeat(2, axis=0))
+    st = nc1_stats_batched(torch.as_tensor(H, dtype=torch.float32), onehot)
+    for r in range(2):
+        Hr = torch.as_tensor(H[r], dtype=torch.float32).double().numpy()
+        p, s = nc1_from_features(Hr, labels, "paper"), nc1_from_features(Hr, labels, "sample")
+        assert float(st["nc1"][r]) == pytest.approx(p.nc1, rel=1e-12)
+        assert float(st["tr_w"][r]) == pytest.approx(p.tr_w, rel=1e-12)
+        assert float(st["tr_b"][r]) == pytest.approx(p.tr_b, rel=1e-12)
+        assert float(st["nc1_sample"][r]) == pytest.approx(s.nc1, rel=1e-12)
+        assert float(st["nc1_classical"][r]) == pytest.approx(p.nc1_classical, rel=1e-9)
+    assert abs(float(st["nc1"][0]) / float(st["nc1_sample"][0]) - 1) > 1e-3   # imbalance shows
+    dead = nc1_stats_batched(torch.zeros(1, 30, 7), onehot[:1])              # Tr Sigma_B = 0
+    assert np.isnan(float(dead["nc1"][0]))

@@ -210,3 +210,32 @@ def test_deeper_kernel_model_uses_kernel_fn():
     for g in ("nngp", "ntk"):
         tw, tb = covariance_traces_from_gram(G[g], ds.class_sizes)
         assert t[t.model == g].nc1.item() == pytest.approx(tw / tb, rel=1e-12)
+
+
+def test_blas_thread_limit_is_restored_after_concurrent_use():
+    from nc1lib.sweep import _openblas_libs, limit_blas_threads
+    np.ones((64, 64)) @ np.ones((64, 64))             # make sure BLAS is loaded
+    before = [get() for get, _ in _openblas_libs()]
+    specs = grid(D1, [32], [2, 8])
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        sweep([KernelModel("erf"), KernelModel("relu")], specs, 2, cache=False, progress=False, executor=ex)
+    with limit_blas_threads(1):
+        with limit_blas_threads(1):
+            assert all(get() == 1 for get, _ in _openblas_libs())
+    assert [get() for get, _ in _openblas_libs()] == before
+
+
+def test_process_executor_gives_the_in_process_table():
+    from concurrent.futures import ProcessPoolExecutor
+    specs = grid(D1, [16], [1, 8])
+    models = [KernelModel("erf", variant=("derived", "reference"))]
+    a = sweep(models, specs, 2, cache=False, progress=False)
+    with ProcessPoolExecutor(max_workers=1) as ex:
+        b = sweep(models, specs, 2, cache=False, progress=False, executor=ex)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+def test_progress_bar_is_shown(capsys):
+    sweep(KernelModel("erf", get="nngp"), grid(D1, [16], [1, 2]), 1, cache=False, progress=True)
+    err = capsys.readouterr().err
+    assert "sweep (0/2 cells cached)" in err and "2/2" in err
