@@ -221,6 +221,7 @@ def init_params(seed: int, d0: int, widths: Sequence[int], k: int = 1, sigma_w: 
 # ----------------------------------------------------------------------------- training
 
 _ERF_DERIV = 2.0 / math.sqrt(math.pi)   # d/dz erf(z) = (2/sqrt(pi)) exp(-z^2)
+_CHUNK_ELEMS = 1 << 19                  # float entries per activation buffer chunk on the CPU (2 MB in float32)
 
 
 def nc1_stats_batched(A, onehot):
@@ -262,7 +263,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
               lr: float = 1e-3, weight_decay: float = 1e-6, momentum: float = 0.0, epochs: int = 1000,
               record=None, seed=0, device: str = "cpu", dtype="float32",
               divergence_factor: float = 1e3, return_features: bool = True,
-              num_threads: int | None = None) -> FCNResult:
+              num_threads: int | None = None, chunk: int | None = None) -> FCNResult:
     """Train fully connected networks by full-batch gradient descent; all repeats at once.
 
     Parameters
@@ -287,6 +288,9 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     num_threads : CPU threads for torch during this call (restored afterwards); None keeps torch's
         setting. On a shared machine, 1 thread per process (and a process pool over cells) is
         usually fastest.
+    chunk : samples per chunk of the (full-batch) gradient computation. None: on the CPU, enough
+        for the activations of all repeats to stay in cache (about 1 MB); on a GPU, all samples.
+        It changes only the order of floating-point summation.
 
     Returns
     -------
@@ -304,7 +308,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
                              sigma_w=sigma_w, sigma_w2=sigma_w2, sigma_b=sigma_b, lr=lr,
                              weight_decay=weight_decay, momentum=momentum, epochs=epochs, record=record,
                              seed=seed, device=device, dtype=dtype, divergence_factor=divergence_factor,
-                             return_features=return_features, num_threads=None)
+                             return_features=return_features, num_threads=None, chunk=chunk)
         finally:
             torch.set_num_threads(before)
     check_choice(activation, ACTIVATIONS, "activation")
@@ -351,13 +355,24 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     Tt = torch.as_tensor(targets, dtype=tdt, device=dev)        # (R, C, k)
     Lt = torch.as_tensor(np.array(labels), device=dev)
 
-    # preallocated activations: Z_l pre-activations, A_l post-activations, dZ scratch
-    Zs = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
-    As = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
-    dZs = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
-    out = torch.empty(R, N, k, dtype=tdt, device=dev)
-    gWs = [torch.empty_like(W) for W in Ws]
-    gBs = [torch.empty_like(b) for b in Bs]
+    # Samples are processed in chunks small enough for the activations of all repeats to stay in
+    # the CPU cache; the gradient is accumulated over the chunks, so each step is still full-batch.
+    if chunk is None:
+        chunk = N if dev.type != "cpu" else max(8, _CHUNK_ELEMS // (R * max(widths)))
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer (samples per chunk) or None, got {chunk!r}")
+    n_c = min(int(chunk), N)
+    bounds = [(s, min(s + n_c, N)) for s in range(0, N, n_c)]
+    # preallocated chunk buffers: Z_l pre-activations, A_l post-activations, dZ scratch
+    Zs = [torch.empty(R, n_c, w, dtype=tdt, device=dev) for w in widths]
+    As = [torch.empty(R, n_c, w, dtype=tdt, device=dev) for w in widths]
+    dZs = [torch.empty(R, n_c, w, dtype=tdt, device=dev) for w in widths]
+    out = torch.empty(R, N, k, dtype=tdt, device=dev)            # residual out - y of the whole batch
+    Gc = torch.empty(R, n_c, k, dtype=tdt, device=dev)           # dLoss/d out of a chunk
+    # full-batch post-activations, filled at recorded epochs (NC1) and at the end (features)
+    As_full = [torch.empty(R, N, w, dtype=tdt, device=dev) for w in widths]
+    gWs = [torch.zeros_like(W) for W in Ws]
+    gBs = [torch.zeros_like(b) for b in Bs]
     loss_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float64, device=dev)
     acc_hist = torch.full((R, epochs + 1), float("nan"), dtype=torch.float32, device=dev)
     classes = torch.as_tensor(np.stack([np.unique(labels[r]) for r in range(R)]), device=dev)   # (R, C)
@@ -375,23 +390,57 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
     check_every = 1 if dev.type == "cpu" else 25
     rec_set = {int(e): t for t, e in enumerate(rec)}
 
-    def forward():
-        A_prev = Xt
+    def chunk_step(s, t, backward, keep):
+        """Forward (and backward) of samples [s, t) for all repeats; accumulates loss, accuracy, grads."""
+        m = t - s
+        Zc, Ac, dZc = [z[:, :m] for z in Zs], [a[:, :m] for a in As], [d[:, :m] for d in dZs]
+        o = out[:, s:t]
+        A_prev = Xt[:, s:t]
         for l in range(L - 1):
             if A_prev.shape[2] == 1:                             # d0 = 1: an outer product
-                torch.addcmul(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zs[l])
+                torch.addcmul(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zc[l])
             else:
-                torch.baddbmm(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zs[l])
+                torch.baddbmm(Bs[l].unsqueeze(1), A_prev, Ws[l], out=Zc[l])
             if relu:
-                torch.clamp_min(Zs[l], 0.0, out=As[l])
+                torch.clamp_min(Zc[l], 0.0, out=Ac[l])
             else:
-                torch.erf(Zs[l], out=As[l])
-            A_prev = As[l]
+                torch.erf(Zc[l], out=Ac[l])
+            if keep:
+                As_full[l][:, s:t].copy_(Ac[l])
+            A_prev = Ac[l]
         if k == 1:                                               # batched gemv is slow as bmm
-            out[:, :, 0] = torch.linalg.vecdot(A_prev, Ws[L - 1])
-            out.add_(Bs[L - 1].unsqueeze(1))
+            o[:, :, 0] = torch.linalg.vecdot(A_prev, Ws[L - 1])
+            o.add_(Bs[L - 1].unsqueeze(1))
         else:
-            torch.baddbmm(Bs[L - 1].unsqueeze(1), A_prev, Ws[L - 1].transpose(1, 2), out=out)
+            torch.baddbmm(Bs[L - 1].unsqueeze(1), A_prev, Ws[L - 1].transpose(1, 2), out=o)
+        o.sub_(Yt[:, s:t])                                        # residual, in place: (R, m, k)
+        if not backward:
+            return
+        # ---- backward (hand-written chain rule through the layers), gradients accumulated
+        G = torch.mul(o, grad_scale, out=Gc[:, :m])               # dLoss/d out
+        gWs[L - 1].baddbmm_(G.transpose(1, 2), A_prev)            # (R, k, h)
+        gBs[L - 1].add_(G.sum(dim=1))
+        if not relu:
+            G = G * _ERF_DERIV                                    # erf'(z) = (2/sqrt(pi)) exp(-z^2): the constant here
+        if k == 1:
+            torch.mul(G, Ws[L - 1], out=dZc[L - 2])               # dLoss/dA = G W_L, an outer product
+        else:
+            torch.bmm(G, Ws[L - 1], out=dZc[L - 2])
+        for l in range(L - 2, -1, -1):
+            dZ = dZc[l]
+            if relu:
+                # relu'(z) = 1[z > 0], as torch's own relu backward (one fused pass, in place)
+                torch.ops.aten.threshold_backward.grad_input(dZ, Ac[l], 0.0, grad_input=dZ)
+            else:
+                Z = Zc[l]
+                torch.square(Z, out=Z).neg_().exp_()              # exp(-z^2); Z is overwritten
+                dZ.mul_(Z)                                        # times erf'(z) / (2/sqrt(pi))
+            A_in = Xt[:, s:t] if l == 0 else Ac[l - 1]
+            gWs[l].baddbmm_(A_in.transpose(1, 2), dZ)             # (R, in, out)
+            gBs[l].add_(dZ.sum(dim=1))
+            if l > 0:                                             # dLoss/dA_{l-1}, times erf's constant
+                torch.baddbmm(dZc[l - 1], dZ, Ws[l].transpose(1, 2), beta=0.0,
+                              alpha=1.0 if relu else _ERF_DERIV, out=dZc[l - 1])
 
     checked = [0]                                                # epochs [0, checked) already checked
 
@@ -409,45 +458,28 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
             frozen = torch.as_tensor(~diverged, device=dev)
 
     for e in range(epochs + 1):
-        forward()
+        last = e == epochs
+        keep = e in rec_set or last
+        if not last:
+            for g in (*gWs, *gBs):
+                g.zero_()
+        for s, t in bounds:
+            chunk_step(s, t, backward=not last, keep=keep)
+        loss_hist[:, e] = out.square().mean(dim=(1, 2)).to(torch.float64)   # MSE, mean over samples
+        out.add_(Yt)                                              # the outputs again
         if k == 1:                                                # nearest class target: (R, N)
             pred = (out - Tt.transpose(1, 2)).abs_().argmin(dim=2)
         else:
             pred = torch.cdist(out, Tt).argmin(dim=2)
         acc_hist[:, e] = (torch.gather(classes, 1, pred) == Lt).float().mean(dim=1)
-        G = out.sub_(Yt)                                          # residual, in place: (R, N, k)
-        loss_hist[:, e] = G.square().mean(dim=(1, 2)).to(torch.float64)   # MSE, mean over samples
         if e in rec_set:
-            _record(e, rec_set[e], acc_hist, onehot, As, res, nc1_layers, loss_hist, divergence_factor)
-        if (e % check_every == 0) or e == epochs:
+            _record(e, rec_set[e], acc_hist, onehot, As_full, res, nc1_layers, loss_hist, divergence_factor)
+        if (e % check_every == 0) or last:
             check_divergence(e)
             if diverged.all():
                 break
-        if e == epochs:
+        if last:
             break
-        # ---- backward (hand-written chain rule through the layers)
-        G.mul_(grad_scale)                                        # dLoss/d out
-        A_last = As[L - 2]
-        torch.bmm(G.transpose(1, 2), A_last, out=gWs[L - 1])      # (R, k, h)
-        torch.sum(G, dim=1, out=gBs[L - 1])
-        if k == 1:
-            torch.mul(G, Ws[L - 1], out=dZs[L - 2])               # dLoss/dA = G W_L, an outer product
-        else:
-            torch.bmm(G, Ws[L - 1], out=dZs[L - 2])
-        for l in range(L - 2, -1, -1):
-            dZ = dZs[l]
-            if relu:
-                # relu'(z) = 1[z > 0], as torch's own relu backward (one fused pass, in place)
-                torch.ops.aten.threshold_backward.grad_input(dZ, As[l], 0.0, grad_input=dZ)
-            else:
-                Z = Zs[l]
-                torch.square(Z, out=Z).neg_().exp_()              # exp(-z^2); Z is overwritten
-                dZ.mul_(Z).mul_(_ERF_DERIV)                       # erf'(z) = (2/sqrt(pi)) exp(-z^2)
-            A_in = Xt if l == 0 else As[l - 1]
-            torch.bmm(A_in.transpose(1, 2), dZ, out=gWs[l])       # (R, in, out)
-            torch.sum(dZ, dim=1, out=gBs[l])
-            if l > 0:
-                torch.bmm(dZ, Ws[l].transpose(1, 2), out=dZs[l - 1])
         # ---- torch.optim.SGD's update: d = g + wd p; buf = m buf + d (buf = d at first); p -= lr buf
         grads = [*gWs, *gBs]
         for i, (p, g) in enumerate(zip(params, grads)):
@@ -475,7 +507,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
 
     full = acc_h >= 1.0
     zero_err = np.where(full.any(axis=1), np.argmax(full, axis=1), -1)
-    feats = [A.cpu().numpy() for A in As] if return_features else None
+    feats = [A.cpu().numpy() for A in As_full] if return_features else None
     cfg = dict(activation=activation, widths=widths, depth=depth, sigma_w=sigma_w, sigma_w2=sigma_w2,
                sigma_b=sigma_b, lr=lr, weight_decay=weight_decay, momentum=momentum, epochs=epochs,
                dtype=str(tdt).replace("torch.", ""), device=str(dev), divergence_factor=divergence_factor)
@@ -508,8 +540,9 @@ class FCNModel:
 
     Rows: ``model`` ("2l-fcn" for depth 2, "3l-fcn" ...), ``nc1``, ``nc1_sample``, ``nc1_classical``,
     ``tr_w``, ``tr_b``, ``final_loss``, ``train_accuracy``, ``zero_error_epoch`` (first epoch with
-    100% training accuracy, -1 if never), ``nc1_before`` (NC1 at ``epochs - epochs // 10``: with
-    ``nc1`` it says whether NC1 was still falling at the end), ``diverged``, ``diverged_epoch``,
+    100% training accuracy, -1 if never), ``nc1_init`` (NC1 at initialisation, epoch 0),
+    ``nc1_before`` (NC1 at ``epochs - epochs // 10``: with ``nc1`` it says whether NC1 was still
+    falling at the end), ``diverged``, ``diverged_epoch``,
     ``activation``, ``width``; for deeper networks also ``nc1_layer1`` ... A diverged run keeps
     its row with NC1 NaN.
     """
@@ -539,7 +572,7 @@ class FCNModel:
         labels = np.stack([ds.labels for ds in datasets])
         ep = int(self.kw["epochs"])
         r = train_fcn(X, y, labels=labels, seed=list(seeds), device=self.device, return_features=False,
-                      record=[ep - ep // 10, ep],
+                      record=[0, ep - ep // 10, ep],
                       num_threads=self.num_threads,
                       **self.kw)
         rows = []
@@ -547,7 +580,9 @@ class FCNModel:
             layers = {f"nc1_layer{l + 1}": float(r.nc1_layers[i, l, -1]) for l in range(r.nc1_layers.shape[1])} \
                 if r.nc1_layers.shape[1] > 1 else {}
             rows.append([{"model": self.row_model, "nc1": float(r.nc1[i, -1]),
-                          "nc1_before": float(r.nc1[i, 0]), "epoch_before": int(r.epochs[0]),
+                          "nc1_init": float(r.nc1[i, 0]),
+                          "nc1_before": float(r.nc1[i, -2]) if len(r.epochs) > 2 else float(r.nc1[i, 0]),
+                          "epoch_before": int(r.epochs[-2]) if len(r.epochs) > 2 else 0,
                           "zero_error_epoch": int(r.zero_error_epoch[i]), **layers,
                           "nc1_sample": float(r.nc1_sample[i, -1]), "nc1_classical": float(r.nc1_classical[i, -1]),
                           "tr_w": float(r.tr_w[i, -1]), "tr_b": float(r.tr_b[i, -1]),

@@ -82,7 +82,9 @@ def test_free_energy_is_stationary_at_the_solution(d0, h):
     """The derived EoS is dF/dSigma = 0: autograd's gradient vanishes at the solver's Sigma,
     relative to the size of the prior and data terms (which are individually large there)."""
     X, y, ds = small(48, d0, seed=8)
-    res = eos.solve_eos(X, y, h=h, schedule=[1e4, h], method="newton-krylov", tol=1e-12, maxiter=500)
+    res = eos.solve_eos(X, y, h=h, schedule=[1e4, h])                      # default solver, tol 1e-6
+    res = eos.solve_eos(X, y, h=h, schedule=[h], Sigma0=res.Sigma, method="newton-krylov", tol=1e-12,
+                        rtol=None)                                            # polished by Newton-Krylov
     S = torch.tensor(res.Sigma, requires_grad=True)
     Xt, yt = torch.tensor(X), torch.tensor(y)
     eos.torch_free_energy(S, Xt, yt, h).backward()
@@ -161,7 +163,7 @@ def test_non_convergence_raises_or_is_flagged():
 
 def test_eos_model_rows():
     from nc1lib.sweep import sweep
-    t = sweep([eos.EoSModel("derived"), eos.EoSModel("reference", method="newton-krylov", tol=eos.PAPER_TOL, rtol=None)],
+    t = sweep([eos.EoSModel("derived"), eos.EoSModel("reference", tol=eos.PAPER_TOL, rtol=None)],
               [nc1lib.D1(32, 2)], 1, cache=False, progress=False)
     assert sorted(t.model) == ["eos-derived-h100000", "eos-derived-h500", "eos-reference-h100000", "eos-reference-h500"]
     assert t.converged.all() and (t.residual <= eos.PAPER_TOL).all()
@@ -189,7 +191,7 @@ def test_spurious_zero_solution_is_rejected_by_the_relative_tolerance():
     """At d0 = 1 and small h, Newton-Krylov with the paper's absolute f_tol lands on Sigma ~ 0, where
     Sigma and G(Sigma) are both tiny; the relative tolerance rejects it, and the default solver
     (safeguarded by the free energy) finds the minimiser instead."""
-    X, y, ds = small(128, 1, seed=14)
+    X, y, ds = small(64, 1, seed=14)
     sched = [1e4, 2000.0, 1000.0, 500.0]
     nk = eos.solve_eos(X, y, schedule=sched, method="newton-krylov", tol=eos.PAPER_TOL, rtol=None,
                        on_failure="flag")

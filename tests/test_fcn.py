@@ -20,13 +20,27 @@ def test_matches_torch_module_and_sgd(activation, depth):
     X, y, _ = _stack(D1(24, 3), [1, 2, 3])
     kw = dict(activation=activation, width=16, depth=depth, lr=0.01, weight_decay=1e-2, momentum=0.5,
               epochs=25, sigma_b=0.3, seed=[7, 8, 9], dtype="float64")
-    res = train_fcn(X, y, **kw)
+    res = train_fcn(X, y, chunk=10, **kw)                  # three chunks of samples, the last one short
     loss, feats, weights = train_fcn_loop(X, y, **kw)
     np.testing.assert_allclose(res.loss, loss, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.features, feats, rtol=1e-9, atol=1e-12)
     for a, b in zip(res.weights, weights):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert np.all(res.loss[:, -1] < res.loss[:, 0])          # it learns
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+@pytest.mark.parametrize("depth", [2, 3])
+def test_chunked_gradient_equals_one_chunk(activation, depth):
+    """Accumulating the full-batch gradient over sample chunks (7 does not divide 24) changes nothing."""
+    X, y, _ = _stack(D1(24, 3), [1, 2, 3])
+    kw = dict(activation=activation, width=16, depth=depth, lr=0.01, momentum=0.5, epochs=15, record=5,
+              seed=[7, 8, 9], dtype="float64")
+    a, b = train_fcn(X, y, chunk=7, **kw), train_fcn(X, y, chunk=24, **kw)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(a.nc1, b.nc1, rtol=1e-10)
+    np.testing.assert_array_equal(a.accuracy_history, b.accuracy_history)
 
 
 def test_vector_targets_match_module():
@@ -118,7 +132,7 @@ def test_sweep_rows_keep_diverged_runs():
     (dict(activation="tanh"), "activation"), (dict(lr=-1.0), "lr"), (dict(epochs=-2), "epochs"),
     (dict(momentum=1.0), "momentum"), (dict(depth=1), "depth"), (dict(width=[5, 5]), "width"),
     (dict(record=[0, 99]), "record"), (dict(seed=[1, 2]), "seed"), (dict(dtype="float16"), "dtype"),
-    (dict(weight_decay=-1e-6), "weight_decay"), (dict(num_threads=0), "num_threads"),
+    (dict(weight_decay=-1e-6), "weight_decay"), (dict(num_threads=0), "num_threads"), (dict(chunk=0), "chunk"),
 ])
 def test_bad_input_names_the_parameter(kw, match):
     ds = D1(8, 2).sample(0)
