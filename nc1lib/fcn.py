@@ -289,7 +289,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
         setting. On a shared machine, 1 thread per process (and a process pool over cells) is
         usually fastest.
     chunk : samples per chunk of the (full-batch) gradient computation. None: on the CPU, enough
-        for the activations of all repeats to stay in cache (about 1 MB); on a GPU, all samples.
+        for the activations of all repeats to stay in cache (about 2 MB each); on a GPU, all samples.
         It changes only the order of floating-point summation.
 
     Returns

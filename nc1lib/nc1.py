@@ -79,23 +79,35 @@ def _block_sums(K: np.ndarray, cs: np.ndarray) -> np.ndarray:
     return np.add.reduceat(np.add.reduceat(K, starts, axis=0), starts, axis=1)
 
 
+def traces_from_block_sums(trK, B, class_sizes, weighting: str = "paper"):
+    """``(Tr Sigma_W, Tr Sigma_B)`` from ``Tr K`` and the C x C class-block sums ``B[c][d]``.
+
+    Theorem 4.1 needs nothing else of a Gram. Written with plain arithmetic, so it applies to
+    numbers, to arrays with leading batch axes, to expectations (the traces are linear in K)
+    and to sympy symbols.
+    """
+    check_choice(weighting, WEIGHTINGS, "weighting")
+    C = len(class_sizes)
+    N = sum(class_sizes)
+    n = class_sizes
+    within = sum(B[c][c] / n[c] ** 2 for c in range(C)) / C      # (1/C) sum_c S_c / n_c^2
+    S = sum(B[c][d] for c in range(C) for d in range(C))           # S: sum of the whole Gram
+    if weighting == "paper":
+        tr_w = trK / N - within                                    # Theorem 4.1, eq. 8
+        tr_b = within - S / N ** 2                                 # Theorem 4.1, eq. 9
+    else:
+        T = [sum(B[c][d] for d in range(C)) for c in range(C)]     # T_c: block-row sums
+        tr_w = (trK - sum(B[c][c] / n[c] for c in range(C))) / N   # (1/N) sum ||h - mu_c||^2
+        tr_b = within - 2 * sum(T[c] / n[c] for c in range(C)) / (N * C) + S / N ** 2  # (1/C) sum ||mu_c - mu_G||^2
+    return tr_w, tr_b
+
+
 def covariance_traces_from_gram(K, class_sizes, weighting: str = "paper") -> tuple[float, float]:
     """``(Tr Sigma_W, Tr Sigma_B)`` from an organised Gram matrix (Theorem 4.1, eqs. 8-9)."""
     check_choice(weighting, WEIGHTINGS, "weighting")
     K = check_gram(K)
     cs = check_class_sizes(class_sizes, K.shape[0])
-    N, C = K.shape[0], cs.size
-    B = _block_sums(K, cs)
-    S_cc = np.diag(B)                     # S_c: sum of the c-th diagonal block
-    S = B.sum()                           # S: sum of the whole Gram
-    tr_K = float(np.trace(K))
-    if weighting == "paper":
-        tr_w = tr_K / N - np.sum(S_cc / cs ** 2) / C        # eq. 8
-        tr_b = np.sum(S_cc / cs ** 2) / C - S / N ** 2      # eq. 9
-    else:
-        T_c = B.sum(axis=1)               # sum of the c-th block row: n_c N <mu_c, mu_G>
-        tr_w = (tr_K - np.sum(S_cc / cs)) / N                                        # (1/N) sum ||h - mu_c||^2
-        tr_b = (np.sum(S_cc / cs ** 2) - 2.0 * np.sum(T_c / cs) / N) / C + S / N ** 2  # (1/C) sum ||mu_c - mu_G||^2
+    tr_w, tr_b = traces_from_block_sums(float(np.trace(K)), _block_sums(K, cs), [int(c) for c in cs], weighting)
     return float(tr_w), float(tr_b)
 
 
@@ -106,10 +118,16 @@ def nc1_from_gram(K, class_sizes, weighting: str = "paper") -> float:
 
 
 def nc1_of_data(X, class_sizes, weighting: str = "paper") -> float:
-    """NC1 of the raw inputs (the linear kernel x.x'), used by the relative NC1 (App. F)."""
+    """NC1 of the raw inputs (the linear kernel x.x'), used by the relative NC1 (App. F).
+
+    In O(N d0): the class-block sums of ``X X^T`` are the inner products of the class sums.
+    """
     X = as_float_array(X, "X", ndim=2)
     cs = check_class_sizes(class_sizes, X.shape[0])
-    return nc1_from_features(X, labels_from_class_sizes(cs), weighting).nc1
+    M = np.add.reduceat(X, np.concatenate([[0], np.cumsum(cs)[:-1]]), axis=0)   # class sums of x
+    tr_w, tr_b = traces_from_block_sums(float(np.einsum("ij,ij->", X, X)), M @ M.T, [int(c) for c in cs],
+                                        weighting)
+    return float(tr_w / tr_b) if tr_b != 0 else float("inf")
 
 
 def relative_nc1(nc1_features, nc1_data, tau: float = 1e-8):

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .datasets import GaussianClasses
 from ._validate import as_float_array, check_choice, check_class_sizes, check_gram, check_positive
-from .nc1 import nc1_of_data, relative_nc1
+from .nc1 import nc1_of_data, relative_nc1, traces_from_block_sums
 
 _PKG_DIR = Path(__file__).resolve().parent
 
@@ -76,38 +76,15 @@ def class_indicator(class_sizes) -> np.ndarray:
     return (np.repeat(np.arange(cs.size), cs)[:, None] == np.arange(cs.size)[None, :]).astype(np.float64)
 
 
-def traces_from_block_sums(trace_K: float, B, class_sizes, weighting: str = "paper") -> tuple[float, float]:
-    """``(Tr Sigma_W, Tr Sigma_B)`` from the trace of a Gram and its C x C class-block sums ``B``.
-
-    The same formulas as :func:`nc1lib.nc1.covariance_traces_from_gram` (Theorem 4.1, eqs. 8-9,
-    and the sample-weighted form), split off so that one pass over a Gram serves both
-    weightings and so that a fused kernel evaluation need never store the Gram.
-    """
-    cs = np.asarray(class_sizes, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    N, C = cs.sum(), cs.size
-    S_cc = np.diag(B)                     # S_c: sum of the c-th diagonal block
-    S = B.sum()                           # S: sum of the whole Gram
-    if weighting == "paper":
-        tr_w = trace_K / N - np.sum(S_cc / cs ** 2) / C        # Theorem 4.1, eq. 8
-        tr_b = np.sum(S_cc / cs ** 2) / C - S / N ** 2         # Theorem 4.1, eq. 9
-    elif weighting == "sample":
-        T_c = B.sum(axis=1)               # sum of the c-th block row: n_c N <mu_c, mu_G>
-        tr_w = (trace_K - np.sum(S_cc / cs)) / N                                        # (1/N) sum ||h - mu_c||^2
-        tr_b = (np.sum(S_cc / cs ** 2) - 2.0 * np.sum(T_c / cs) / N) / C + S / N ** 2  # (1/C) sum ||mu_c - mu_G||^2
-    else:
-        raise ValueError(f"unknown weighting {weighting!r}; choose one of ['paper', 'sample']")
-    return float(tr_w), float(tr_b)
-
-
 def _ratio(a: float, b: float) -> float:
     return a / b if b != 0 else float("inf")
 
 
 def row_from_block_sums(model: str, trace_K: float, B, class_sizes, **extra) -> dict:
     """A result row from a Gram's trace and class-block sums: NC1 in both weightings."""
-    tr_w, tr_b = traces_from_block_sums(trace_K, B, class_sizes, "paper")
-    tr_ws, tr_bs = traces_from_block_sums(trace_K, B, class_sizes, "sample")
+    cs = [int(c) for c in class_sizes]
+    tr_w, tr_b = (float(t) for t in traces_from_block_sums(trace_K, B, cs, "paper"))
+    tr_ws, tr_bs = (float(t) for t in traces_from_block_sums(trace_K, B, cs, "sample"))
     return {"model": model, "nc1": _ratio(tr_w, tr_b), "nc1_sample": _ratio(tr_ws, tr_bs),
             "tr_w": tr_w, "tr_b": tr_b, **extra}
 
@@ -123,17 +100,8 @@ def gram_row(model: str, K, class_sizes, **extra) -> dict:
     return row_from_block_sums(model, float(np.trace(K)), B, cs, **extra)
 
 
-def data_nc1(X, class_sizes, weighting: str = "paper") -> float:
-    """NC1 of the raw inputs (App. F), through the linear kernel's trace and block sums.
-
-    Equal to :func:`nc1lib.nc1.nc1_of_data` up to rounding (the tests check it), in O(N d0):
-    the block sums of ``X X^T`` are ``(Z^T X)(Z^T X)^T``.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    cs = np.asarray(class_sizes, dtype=np.int64)
-    M = class_indicator(cs).T @ X                                 # per-class sums of the inputs
-    tr_w, tr_b = traces_from_block_sums(float(np.einsum("ij,ij->", X, X)), M @ M.T, cs, weighting)
-    return _ratio(tr_w, tr_b)
+#: NC1 of the raw inputs (App. F); the same function as :func:`nc1lib.nc1.nc1_of_data`.
+data_nc1 = nc1_of_data
 
 
 def _run_cell(model, spec: GaussianClasses, seeds: Sequence[int], data_weighting: str,

@@ -28,7 +28,7 @@ import sympy as sp
 from scipy.special import ndtr
 
 from ._validate import as_float_array, check_choice, check_class_sizes
-from .nc1 import WEIGHTINGS
+from .nc1 import WEIGHTINGS, traces_from_block_sums
 
 KERNELS = {  # name -> (activation, get, variant); variant matters only for the Erf NTK (MATH.md 8.1)
     "relu_nngp": ("relu", "nngp", "derived"),
@@ -70,29 +70,6 @@ def _check_kernel(kernel: str) -> tuple[str, str, str]:
 # Lemmas C.1, C.2: expected traces from the expected block sums (works for numbers,
 # numpy arrays with leading batch axes, and sympy expressions)
 # ----------------------------------------------------------------------------------------
-
-def traces_from_block_sums(trK, B, class_sizes, weighting: str = "paper"):
-    """``(Tr Sigma_W, Tr Sigma_B)`` from ``Tr K`` and the C x C block sums ``B[c][d]``.
-
-    The same formulas as :func:`nc1lib.covariance_traces_from_gram` (Theorem 4.1), written
-    with plain arithmetic so that they apply to expectations and to sympy symbols (they are
-    linear in ``K``, so the expectation of a trace is the trace of the expected sums).
-    """
-    check_choice(weighting, WEIGHTINGS, "weighting")
-    C = len(class_sizes)
-    N = sum(class_sizes)
-    n = class_sizes
-    within = sum(B[c][c] / n[c] ** 2 for c in range(C)) / C      # (1/C) sum_c S_c / n_c^2
-    S = sum(B[c][d] for c in range(C) for d in range(C))           # sum of the whole Gram
-    if weighting == "paper":
-        tr_w = trK / N - within                                    # Theorem 4.1, eq. 8
-        tr_b = within - S / N ** 2                                 # Theorem 4.1, eq. 9
-    else:
-        T = [sum(B[c][d] for d in range(C)) for c in range(C)]     # block-row sums
-        tr_w = (trK - sum(B[c][c] / n[c] for c in range(C))) / N   # (1/N) sum ||h - mu_c||^2
-        tr_b = within - 2 * sum(T[c] / n[c] for c in range(C)) / (N * C) + S / N ** 2
-    return tr_w, tr_b
-
 
 def expected_block_sums(same_sample, same_class, cross, class_sizes):
     """``E[Tr K]`` and ``E[B]`` from the three cases of eq. 27 (App. C).
