@@ -457,8 +457,7 @@ print(f"chapter executed in {time.perf_counter() - t_start:.1f} s (profile={prof
 # %% [markdown]
 # ## What this chapter finds
 #
-# The tables above carry the numbers; the findings they support are stated in the report
-# accompanying this chapter and summarised here as they stand when this page was built:
+# The tables above carry the numbers; in words, and pointing to where each is measured:
 #
 # * The closed-form gradient, the derived $A$ and the free energy agree with autograd (the
 #   first table); the reference variant's update is reproduced to machine precision by the tests.
