@@ -70,7 +70,7 @@ def nc1_from_features(H, labels, weighting: str = "paper") -> FeatureNC1:
     Dp = np.linalg.pinv(D)                                         # (p, C)
     R = H - means[inv]
     classical = float(np.sum((R @ Dp) ** 2)) / N                  # = (1/C) * C * Tr(Dp^T Sigma_W Dp)
-    return FeatureNC1(tr_w / tr_b, classical, tr_w, tr_b)
+    return FeatureNC1(tr_w / tr_b if tr_b != 0 else float("inf"), classical, tr_w, tr_b)
 
 
 def _block_sums(K: np.ndarray, cs: np.ndarray) -> np.ndarray:

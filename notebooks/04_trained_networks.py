@@ -60,6 +60,7 @@ elif profile == "quick":   # NOT the paper's scale: two N and three repeats (sam
 else:
     raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 width = PAPER_DEFAULTS["width"]
+NAME = {"erf": "Erf", "relu": "ReLU"}
 workers = 2                # processes for the sweep (one torch thread each); the machine has 2 cores
 print(f"profile={profile}: N in {Ns}, d0 in {d0s}, {repeats} repeats per cell, h = {width}, {epochs} epochs")
 
@@ -114,7 +115,7 @@ display(fcn[["activation", "N", "d0", "repeat", "nc1", "final_loss", "train_accu
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, act, fig_no in zip(axes, ("erf", "relu"), ("2(c)", "3(c)")):
-    nc1_vs_d0(fcn[fcn.activation == act], ax=ax, title=f"Fig. {fig_no}: {act.capitalize()} 2L-FCN, h={width}")
+    nc1_vs_d0(fcn[fcn.activation == act], ax=ax, title=f"Fig. {fig_no}: {NAME[act]} 2L-FCN, h={width}")
 plt.tight_layout()
 plt.show()
 
@@ -124,15 +125,16 @@ plt.show()
 # The same axes for the two limiting kernels of each activation, computed on the same datasets
 # (the limiting-kernels chapter draws them at its own grid). The table after the figure gives,
 # per activation, $N$ and $d_0$, the mean $\log_{10}\NCone$ of each model and where the trained
-# network falls: below both kernels, between them, or above both.
+# network falls: at the NNGP (closer than a stated tolerance), below both kernels, between them,
+# or above both.
 
 # %%
 fig, axes = plt.subplots(2, 3, figsize=(14, 7.4), sharey=True)
 for row, act in enumerate(("erf", "relu")):
     k = kern[kern.activation == act]
-    nc1_vs_d0(k[k.model == "nngp"], ax=axes[row, 0], title=f"{act.capitalize()} NNGP")
-    nc1_vs_d0(k[k.model == "ntk"], ax=axes[row, 1], title=f"{act.capitalize()} NTK")
-    nc1_vs_d0(fcn[fcn.activation == act], ax=axes[row, 2], title=f"{act.capitalize()} 2L-FCN, h={width}")
+    nc1_vs_d0(k[k.model == "nngp"], ax=axes[row, 0], title=f"{NAME[act]} NNGP")
+    nc1_vs_d0(k[k.model == "ntk"], ax=axes[row, 1], title=f"{NAME[act]} NTK")
+    nc1_vs_d0(fcn[fcn.activation == act], ax=axes[row, 2], title=f"{NAME[act]} 2L-FCN, h={width}")
 plt.tight_layout()
 plt.show()
 
@@ -152,8 +154,10 @@ def means(table):
 m = means(pd.concat([fcn, kern], ignore_index=True))
 wide = m.pivot_table(index=["activation", "N", "d0"], columns="model", values="mean")
 lo, hi = wide[["nngp", "ntk"]].min(axis=1), wide[["nngp", "ntk"]].max(axis=1)
-wide["2l-fcn vs kernels"] = np.select([wide["2l-fcn"] < lo, wide["2l-fcn"] > hi], ["below both", "above both"],
-                                      "between")
+tol = 0.02   # log10: closer than this to the NNGP counts as "at the NNGP" (the repeat-to-repeat spread is larger)
+wide["2l-fcn vs kernels"] = np.select(
+    [(wide["2l-fcn"] - wide["nngp"]).abs() < tol, wide["2l-fcn"] < lo, wide["2l-fcn"] > hi],
+    [f"at the NNGP (within {tol})", "below both", "above both"], "between")
 wide["2l-fcn - nngp"] = wide["2l-fcn"] - wide["nngp"]
 display(wide.round(3))
 print(wide.groupby("activation")["2l-fcn vs kernels"].value_counts().to_string())
@@ -314,8 +318,9 @@ display(claims_table(claims))
 # trained ReLU network collapses more than the Erf one makes it fail, and the evidence column names
 # the closest cell. The question behind claim 5 is whether training moves the network's features
 # away from the NNGP's; the section "How far does training move the features?" measures it directly.
-# In the quick profile these statements rest on three repeats and two values of $N$; the full
-# profile (`make book PROFILE=full`) runs the paper's grid.
+# In the quick profile these statements rest on fewer repeats and values of $N$ than the paper's
+# (printed at the top of the chapter); the full profile (`make book PROFILE=full`) runs the
+# paper's grid.
 
 # %%
 findings = []

@@ -82,3 +82,12 @@ def test_nc1_is_invariant_to_feature_scale_and_row_order_of_features():
     base = nl.nc1_from_features(H, ds.labels).nc1
     perm = np.random.default_rng(0).permutation(ds.N)
     assert nl.nc1_from_features(3.0 * H[perm], ds.labels[perm]).nc1 == pytest.approx(base, rel=1e-12)
+
+
+def test_zero_between_class_trace_gives_inf_not_an_exception():
+    H = np.ones((6, 2))
+    H[::2] += 1.0       # within-class spread, identical class means
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    H[3:] = H[:3]
+    assert nl.nc1_from_features(H, labels).nc1 == float("inf")
+    assert nl.nc1_from_gram(H @ H.T, (3, 3)) == float("inf")
