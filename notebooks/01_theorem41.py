@@ -39,7 +39,10 @@
 # $\SigB = \frac1C \sum_c (\mu_c - \mu_G)(\mu_c - \mu_G)^\top$ (paper eq. 5), derived below:
 #
 # $$
-# \Tr(\SigW) = \frac1N \Big(\sum_i k(x_i, x_i) - \sum_c \frac{S_c}{n_c}\Big), \qquad
+# \Tr(\SigW) = \frac1N \Big(\sum_i k(x_i, x_i) - \sum_c \frac{S_c}{n_c}\Big),
+# $$
+#
+# $$
 # \Tr(\SigB) = \frac1C \sum_c \Big(\frac{S_c}{n_c^2} - \frac{2\,T_c}{n_c N}\Big) + \frac{S}{N^2}.
 # $$
 #

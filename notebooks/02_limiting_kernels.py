@@ -153,8 +153,8 @@ plt.show()
 # the inputs themselves.
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), sharey=True)
-for ax, (act, kern, name) in zip(axes, [("erf", "nngp", "(a) Erf NNGP"), ("erf", "ntk", "(b) Erf NTK"),
+fig, axes = plt.subplots(2, 2, figsize=(10, 7.6), sharey=True)
+for ax, (act, kern, name) in zip(axes.ravel(), [("erf", "nngp", "(a) Erf NNGP"), ("erf", "ntk", "(b) Erf NTK"),
                                         ("relu", "nngp", "(c) ReLU NNGP"), ("relu", "ntk", "(d) ReLU NTK")]):
     panel(ax, act, kern, value="rel_nc1", title=f"Fig. 6{name}")
     ax.axhline(0.0, color="k", linestyle="--", linewidth=0.8)
