@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.book   # deselect with: pytest -m "not book"
 sys.path.insert(0, str(ROOT / "tools"))
 from build_book import toc_notebooks  # noqa: E402
 
