@@ -234,14 +234,16 @@ for split in nl.IMBALANCED_SPLITS:
                              "paper": nl.nc1_from_gram(K, split, "paper"),
                              "sample": nl.nc1_from_gram(K, split, "sample")})
 conv = pd.DataFrame(rows)
+# keep the splits in the paper's order (balanced first), not alphabetical
+conv["split"] = pd.Categorical(conv["split"], [f"{a}/{b}" for a, b in nl.IMBALANCED_SPLITS], ordered=True)
 conv["ratio paper/sample"] = conv["paper"] / conv["sample"]
-summary = conv.groupby(["activation", "split", "d0"])[["paper", "sample", "ratio paper/sample"]].mean()
+summary = conv.groupby(["activation", "split", "d0"], observed=True)[["paper", "sample", "ratio paper/sample"]].mean()
 summary.style.format("{:.4g}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, act in zip(axes, ("erf", "relu")):
-    sub = conv[conv.activation == act].groupby(["split", "d0"])["ratio paper/sample"].agg(["mean", "std"])
+    sub = conv[conv.activation == act].groupby(["split", "d0"], observed=True)["ratio paper/sample"].agg(["mean", "std"])
     for split in [f"{a}/{b}" for a, b in nl.IMBALANCED_SPLITS]:
         m = sub.loc[split]
         ax.errorbar(m.index, m["mean"], yerr=m["std"], marker="o", capsize=3, label=split)
@@ -256,7 +258,7 @@ fig.tight_layout()
 plt.show()
 
 # %%
-most = conv.groupby(["activation", "split"])["ratio paper/sample"].mean()
+most = conv.groupby(["activation", "split"], observed=True)["ratio paper/sample"].mean()
 for act in ("erf", "relu"):
     print(f"{act}: mean ratio paper/sample by split: "
           + ", ".join(f"{k} -> {v:.3f}" for k, v in most[act].items()))

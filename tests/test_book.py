@@ -38,6 +38,29 @@ def test_every_chapter_renders_with_figures(built_book):
         assert re.search(r"<img[^>]+src=\"[^\"]*\.png", html), f"{name} shows no figure"
 
 
+# What each chapter must show a reader: its section titles naming the paper's figures, and
+# how many figures at least (the figure panels are in the PNGs, so the count is the check).
+REQUIRED = {
+    "01_theorem41": (["Figure 1", "A symbolic proof"], 2),
+    "02_limiting_kernels": (["Figure 2 (a, b)", "Figure 3 (a, b)", "Figure 6 (a-d)", "verdict"], 4),
+    "03_one_dimensional_theory": (["Lemmas C.1, C.2", "Theorem 5.1", "Lemma C.3", "Monte Carlo"], 3),
+    "04_trained_networks": (["Figures 2(c) and 3(c)", "Training curves", "terminal phase", "verdict"], 3),
+    "05_adaptive_kernels": (["Figure 4", "annealing path", "Figure 5", "first-layer covariance", "verdict"], 4),
+    "06_appendix_g": (["Figure 10", "Figures 12-13", "Deeper networks", "verdict"], 4),
+    "07_reference_audit": (["MATH.md 8.1", "MATH.md 8.2, 8.3", "MATH.md 8.4"], 2),
+}
+
+
+def test_each_chapter_shows_its_figures_and_sections(built_book):
+    assert set(REQUIRED) == set(toc_notebooks()), "REQUIRED must name every chapter of _toc.yml"
+    for name, (texts, min_figures) in REQUIRED.items():
+        html = (built_book / "book" / "generated" / f"{name}.html").read_text()
+        for text in texts:
+            assert text in html, f"{name}: the page does not show {text!r}"
+        n = len(re.findall(r"<img[^>]+src=\"[^\"]*\.png", html))
+        assert n >= min_figures, f"{name}: {n} figures, expected at least {min_figures}"
+
+
 def test_chapter1_shows_figure1_and_sympy_results(built_book):
     html = (built_book / "book" / "generated" / "01_theorem41.html").read_text()
     assert "Figure 1" in html
