@@ -171,3 +171,120 @@ def test_batched_nc1_stats_equal_nc1_from_features():
     assert abs(float(st["nc1"][0]) / float(st["nc1_sample"][0]) - 1) > 1e-3   # imbalance shows
     dead = nc1_stats_batched(torch.zeros(1, 30, 7), onehot[:1])              # Tr Sigma_B = 0
     assert np.isnan(float(dead["nc1"][0]))
+
+
+# ----------------------------------------------------------------------------- independent recomputations
+
+def _forward(res, X, activation):
+    """Outputs of the trained networks rebuilt from the returned weights and biases (numpy)."""
+    from scipy.special import erf
+    phi = erf if activation == "erf" else (lambda z: np.maximum(z, 0.0))
+    A = X
+    for l, (W, b) in enumerate(zip(res.weights, res.biases)):
+        Z = np.einsum("rni,roi->rno", A, W) + b[:, None, :]
+        A = phi(Z) if l < len(res.weights) - 1 else Z
+    return A                                                       # (R, N, k)
+
+
+@pytest.mark.parametrize("spec,activation", [(D1(48, 2), "erf"), (D1(48, 2), "relu"), (FourClass(48, 1), "erf")])
+def test_loss_and_accuracy_history_from_returned_weights(spec, activation):
+    """loss[:, e] and accuracy_history[:, e] equal the MSE and the nearest-target accuracy of the
+    network rebuilt from the weights that training for e epochs returns; zero_error_epoch is the
+    first epoch of accuracy 1 in that history."""
+    X, y, ds = _stack(spec, [3, 4])
+    labels = np.stack([d.labels for d in ds])
+    kw = dict(labels=labels, activation=activation, width=24, lr=0.01, seed=[1, 2], dtype="float64")
+    full = train_fcn(X, y, epochs=40, **kw)
+    assert np.all(full.accuracy_history[:, :2] < 1) and np.all(full.accuracy_history[:, -1] == 1)
+    targets = np.unique(y)
+    for e in (0, 1, 2, 5, 17, 40):
+        res = train_fcn(X, y, epochs=e, **kw)
+        out = _forward(res, X, activation)[:, :, 0]
+        np.testing.assert_allclose(full.loss[:, e], np.mean((out - y) ** 2, axis=1), rtol=1e-10)
+        nearest = targets[np.argmin(np.abs(out[..., None] - targets), axis=2)]
+        acc = np.mean(nearest == y, axis=1)
+        np.testing.assert_allclose(full.accuracy_history[:, e], acc, rtol=0, atol=1e-6)   # one sample: 0.02
+        np.testing.assert_allclose(res.accuracy[:, -1], acc, rtol=0, atol=1e-6)
+    for r in range(2):
+        z = full.zero_error_epoch[r]
+        assert z >= 2 and full.accuracy_history[r, z] == 1 and np.all(full.accuracy_history[r, :z] < 1)
+    never = train_fcn(X, y, epochs=1, **kw)
+    assert never.zero_error_epoch.tolist() == [-1, -1]
+
+
+def test_nc1_of_every_hidden_layer():
+    """depth 3: nc1_layers[:, l] is the NC1 of hidden layer l's post-activations (not of the last one)."""
+    X, y, ds = _stack(D1(40, 3), [0, 1])
+    res = train_fcn(X, y, depth=3, width=[20, 12], lr=0.05, epochs=30, seed=[5, 6], dtype="float64")
+    assert res.nc1_layers.shape == (2, 2, 1)
+    for r in range(2):
+        for l in range(2):
+            f = nc1_from_features(res.hidden[l][r], ds[r].labels, "paper")
+            assert res.nc1_layers[r, l, -1] == pytest.approx(f.nc1, rel=1e-12)
+        assert res.nc1_layers[r, 1, -1] == res.nc1[r, -1]
+    assert abs(res.nc1_layers[0, 0, -1] / res.nc1_layers[0, 1, -1] - 1) > 1e-3   # the layers differ
+
+
+def test_sweep_row_is_train_fcn_of_its_seed():
+    """A sweep row is train_fcn on spec.sample(row.seed) with seed=row.seed: each repeat has its own
+    seed, and nc1_init / nc1_before / nc1 are NC1 at epochs 0, epochs - epochs // 10 and epochs."""
+    spec = D1(24, 2)
+    model = FCNModel("erf", width=12, lr=0.05, epochs=30, dtype="float64")
+    table = sweep(model, [spec], repeats=3, cache=False, progress=False)
+    assert table.seed.nunique() == 3 and table.nc1.nunique() == 3
+    for _, row in table.iterrows():
+        d = spec.sample(int(row.seed))
+        r = train_fcn(d.X, d.y, labels=d.labels, activation="erf", width=12, lr=0.05, epochs=30,
+                      seed=int(row.seed), dtype="float64", record=[0, 27, 30])
+        assert row.nc1 == pytest.approx(r.nc1[0, 2], rel=1e-9)
+        assert row.nc1_before == pytest.approx(r.nc1[0, 1], rel=1e-9) and row.epoch_before == 27
+        assert row.nc1_init == pytest.approx(r.nc1[0, 0], rel=1e-9)
+        assert row.final_loss == pytest.approx(r.loss[0, -1], rel=1e-9)
+        assert row.zero_error_epoch == r.zero_error_epoch[0]
+    assert (table.nc1_init != table.nc1_before).all()
+
+
+def test_divergence_by_growth_while_finite():
+    """Erf at a step just too large: the loss grows geometrically but stays finite for long. The run
+    diverges at the first epoch whose loss exceeds divergence_factor x the initial loss, not later."""
+    X, y, _ = _stack(D1(32, 2), [0, 0])
+    X[0] *= 0.1                                      # repeat 0: small inputs, stable; repeat 1 diverges
+    factor = 1e3
+    res = train_fcn(X, y, activation="erf", width=16, lr=0.1, epochs=40, seed=[1, 1], dtype="float64",
+                    divergence_factor=factor)
+    assert res.diverged.tolist() == [False, True]
+    e0 = res.diverged_epoch[1]
+    L = res.loss[1]
+    assert e0 >= 3                                   # several epochs of growth first
+    assert np.isfinite(L[e0]) and L[e0] > factor * L[0]          # the offending value, finite
+    assert np.all(L[:e0] <= factor * L[0])                       # every earlier epoch is fine
+    assert np.all(np.isnan(L[e0 + 1:])) and np.isnan(res.accuracy_history[1, e0:]).all()
+    assert res.diverged_epoch[0] == -1 and np.isfinite(res.loss[0]).all()
+
+
+def test_initial_bias_scale():
+    """sigma_b > 0: biases start N(0, sigma_b^2) (hidden: 4000 draws, sd of the variance ~2%)."""
+    Ws, Bs = init_params(0, d0=2, widths=[4000], sigma_b=0.5)
+    assert np.var(Bs[0].numpy()) == pytest.approx(0.25, rel=0.08)
+    assert float(Bs[1].abs().max()) > 0
+    ds = D1(8, 2).sample(0)
+    res = train_fcn(ds.X, ds.y, width=4000, epochs=0, sigma_b=0.5, seed=0, dtype="float64")
+    np.testing.assert_array_equal(res.biases[0][0], Bs[0].numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_cuda_matches_cpu(activation):
+    """device='cuda' trains the same networks as the CPU (float64; float32 differs by rounding only)."""
+    X, y, _ = _stack(D1(40, 3), [0, 1, 2])
+    kw = dict(activation=activation, width=32, lr=0.05, momentum=0.5, epochs=60, record=20, seed=[1, 2, 3])
+    for dtype, rtol in (("float64", 1e-9), ("float32", 1e-3)):
+        cpu = train_fcn(X, y, dtype=dtype, **kw)
+        gpu = train_fcn(X, y, dtype=dtype, device="cuda", **kw)
+        np.testing.assert_allclose(gpu.loss, cpu.loss, rtol=rtol, atol=1e-6)
+        np.testing.assert_allclose(gpu.nc1, cpu.nc1, rtol=10 * rtol)
+        np.testing.assert_allclose(gpu.features, cpu.features, rtol=rtol, atol=1e-5)
+        assert gpu.config["device"].startswith("cuda") and not gpu.diverged.any()
+    X[1] *= 60.0                                     # divergence is detected on the GPU too
+    gpu = train_fcn(X, y, device="cuda", **{**kw, "activation": "relu"})
+    assert gpu.diverged.tolist() == [False, True, False]
