@@ -3,6 +3,10 @@
 A chapter builds ``Claim(number, statement, rule, holds, evidence)`` objects whose
 ``holds`` is the result of code applied to a sweep table (never typed by hand), and
 shows them with :func:`claims_table`.
+
+The rules for the limiting kernels' claims (chapter 2: claims 1, 2, 3, 4's kernel part and 7)
+live here as functions of a KernelModel sweep table (:func:`kernel_claims` runs them all); a
+rule returns an "undecided" Claim (``holds=None``) when the table lacks the data it needs.
 """
 from __future__ import annotations
 
