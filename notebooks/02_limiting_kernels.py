@@ -22,7 +22,10 @@
 # For a network $f(x) = W_2 \phi(W_1 x + b_1) + b_2$ with $\sigma_w = 1$, $\sigma_b = 0$:
 #
 # $$
-# \Sigma_0(x, x') = \sigma_b^2 + \sigma_w^2 \frac{x^\top x'}{d_0}, \qquad
+# \Sigma_0(x, x') = \sigma_b^2 + \sigma_w^2 \frac{x^\top x'}{d_0},
+# $$
+#
+# $$
 # K_1(x, x') = \E_{(u, v) \sim \mathcal N(0, \Sigma_0)}[\phi(u)\phi(v)], \qquad
 # \dot K(x, x') = \E[\phi'(u)\phi'(v)],
 # $$

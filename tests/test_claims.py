@@ -53,9 +53,9 @@ def test_base_table_gives_the_intended_verdicts():
     v = by_number(kernel_claims(make_table()))
     assert v == {"1": "holds", "2 (derived Erf K̇)": "holds", "2 (reference Erf K̇)": "does not hold",
                  "3 (Erf, derived K̇)": "holds", "3 (Erf, reference K̇)": "holds", "3 (ReLU)": "holds",
-                 "4 (kernels)": "holds", "7": "holds"}
+                 "4 (kernels)": "holds", "7": "holds", "7 (>= 10)": "does not hold"}
     t = claims_table(kernel_claims(make_table()))
-    assert len(t) == 8 and "2 standard errors" in t.loc[7, "rule"]
+    assert len(t) == 9 and "2 standard errors" in t.loc[7, "rule"]
 
 
 def test_claim2_is_paired_and_reports_the_gap_in_percent():
@@ -148,6 +148,10 @@ def test_claim7_needs_high_d0_and_relative_nc1_above_one():
     assert claim7(make_table(rel=lambda a, m, d0: 0.8 if (a, m) == ("relu", "nngp") else 2.0)).verdict == "does not hold"
     assert claim7(make_table(rel=lambda a, m, d0: 1.5)).verdict == "holds"
     assert claim7(make_table(rel=lambda a, m, d0: 1.5), factor=2).verdict == "does not hold"
+    # "well above 1" is the second row, a factor of 10
+    assert claim7(make_table(rel=lambda a, m, d0: 1.5), factor=10).number == "7 (>= 10)"
+    assert claim7(make_table(rel=lambda a, m, d0: 1.5), factor=10).verdict == "does not hold"
+    assert claim7(make_table(rel=lambda a, m, d0: 30.0), factor=10).verdict == "holds"
 
 
 def test_bad_tables_raise():
