@@ -408,11 +408,7 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
             if keep:
                 As_full[l][:, s:t].copy_(Ac[l])
             A_prev = Ac[l]
-        if k == 1:                                               # batched gemv is slow as bmm
-            o[:, :, 0] = torch.linalg.vecdot(A_prev, Ws[L - 1])
-            o.add_(Bs[L - 1].unsqueeze(1))
-        else:
-            torch.baddbmm(Bs[L - 1].unsqueeze(1), A_prev, Ws[L - 1].transpose(1, 2), out=o)
+        torch.baddbmm(Bs[L - 1].unsqueeze(1), A_prev, Ws[L - 1].transpose(1, 2), out=o)
         o.sub_(Yt[:, s:t])                                        # residual, in place: (R, m, k)
         if not backward:
             return
@@ -432,8 +428,8 @@ def train_fcn(X, y, *, labels=None, activation: str = "erf", width=500, depth: i
                 # relu'(z) = 1[z > 0], as torch's own relu backward (one fused pass, in place)
                 torch.ops.aten.threshold_backward.grad_input(dZ, Ac[l], 0.0, grad_input=dZ)
             else:
-                Z = Zc[l]
-                torch.square(Z, out=Z).neg_().exp_()              # exp(-z^2); Z is overwritten
+                Z = Zc[l]                                         # -z^2 in one pass, then exp(-z^2) in place
+                torch.addcmul(zero, Z, Z, value=-1.0, out=Z).exp_()
                 dZ.mul_(Z)                                        # times erf'(z) / (2/sqrt(pi))
             A_in = Xt[:, s:t] if l == 0 else Ac[l - 1]
             gWs[l].baddbmm_(A_in.transpose(1, 2), dZ)             # (R, in, out)
@@ -560,6 +556,20 @@ class FCNModel:
         self.device, self.num_threads = device, num_threads      # where/how to run: not part of the cache key
         self.row_model = f"{depth}l-fcn"
         self.name = f"{self.row_model}-{activation}"
+
+    #: elementwise work per hidden unit and sample and epoch, in flops of matrix products that take
+    #: as long (forward activation, backward derivative; measured with one thread, float32, CPU)
+    ELEMENTWISE_FLOPS = {"erf": 250.0, "relu": 80.0}
+
+    def cost(self, spec, repeats: int) -> float:
+        """Relative cost of a cell for the sweep's scheduler: matrix-product flops per sample and
+        epoch (forward, weight gradient, and the backward product of every layer above the first)
+        plus the elementwise work, counted as :attr:`ELEMENTWISE_FLOPS` per hidden unit."""
+        widths = _widths(self.kw["width"], self.kw["depth"])
+        dims = [int(spec.d0), *widths, 1]
+        mm = sum(6.0 * a * b for a, b in zip(dims[:-1], dims[1:])) - 2.0 * dims[0] * dims[1]
+        elem = self.ELEMENTWISE_FLOPS[self.kw["activation"]] * sum(widths)
+        return float(repeats) * self.kw["epochs"] * spec.N * (mm + elem)
 
     def config(self) -> dict:
         c = dict(self.kw)

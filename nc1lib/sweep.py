@@ -7,7 +7,11 @@ A *model* is any object with
   call share their spec (one grid cell, one per repeat), so a model may process them
   together (the trained network batches its repeats). Each row carries at least
   ``model`` and ``nc1``; anything else it returns (``tr_w``, ``tr_b``, diagnostics)
-  becomes a column.
+  becomes a column;
+* optionally ``cost(spec, repeats)`` -> float, the relative compute cost of one cell (any
+  unit, only the order matters). With an executor, cells are submitted most expensive
+  first, so that a long cell does not start last and leave the other workers idle; the
+  table keeps the grid order. Without ``cost`` a cell's cost is taken as ``N * d0``.
 
 :func:`sweep` adds the grid columns (N, d0, class sizes, repeat, seed), the data NC1
 and the relative NC1 (App. F), times each cell, caches each cell on disk keyed by the
@@ -214,7 +218,9 @@ def sweep(models, specs: Iterable[GaussianClasses], repeats: int, *, seed: int =
                 store(jobs[i], results[i])
                 bar.update(1)
         else:
-            futures = {executor.submit(_run_cell, *jobs[i], data_weighting): i for i in todo}
+            # longest first (the classic LPT schedule): the pool's tail is then a short cell
+            order = sorted(todo, key=lambda i: -cell_cost(jobs[i][0], jobs[i][1], repeats))
+            futures = {executor.submit(_run_cell, *jobs[i], data_weighting): i for i in order}
             for fut in as_completed(futures):
                 i = futures[fut]
                 results[i] = fut.result()
@@ -225,6 +231,16 @@ def sweep(models, specs: Iterable[GaussianClasses], repeats: int, *, seed: int =
 
     table = pd.DataFrame([row for rows in results for row in rows])
     return flag_nonfinite(table)
+
+
+def cell_cost(model, spec: GaussianClasses, repeats: int) -> float:
+    """Relative cost of one cell: ``model.cost(spec, repeats)`` if the model defines it, else
+    ``repeats * N * d0``. Used only to order the cells submitted to an executor."""
+    cost = getattr(model, "cost", None)
+    c = float(cost(spec, repeats)) if callable(cost) else float(repeats) * spec.N * spec.d0
+    if not np.isfinite(c):
+        raise ValueError(f"model {model.name!r} gave a non-finite cost {c!r} for {spec.name} (N={spec.N}, d0={spec.d0})")
+    return c
 
 
 def flag_nonfinite(table: pd.DataFrame, column: str = "nc1") -> pd.DataFrame:
@@ -530,6 +546,11 @@ class KernelModel:
         self.sigma_b = check_positive(sigma_b, "sigma_b", allow_zero=True)
         self.variant, self.variants, self.fused = variant, variants, bool(fused)
         self.name = f"kernels-{activation}" + ("" if variants == ("derived",) else "-" + "+".join(variants))
+
+    def cost(self, spec: GaussianClasses, repeats: int) -> float:
+        """Relative cost of a cell: N^2 Gram entries, each a d0-term product and ~30 flops of
+        inverse trig and square roots (deeper networks: once per layer)."""
+        return float(repeats) * spec.N ** 2 * (spec.d0 + 30.0) * (self.depth - 1)
 
     def config(self) -> dict:
         return {"activation": self.activation, "get": list(self.get), "depth": self.depth,

@@ -182,6 +182,35 @@ def test_thread_executor_gives_the_in_process_table():
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
 
 
+class _RecordingExecutor(ThreadPoolExecutor):
+    """One worker, so cells run in submission order; records that order."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.order = []
+
+    def submit(self, fn, *args, **kwargs):
+        self.order.append((args[0].name, args[1].N, args[1].d0))
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_executor_gets_the_most_expensive_cells_first_and_the_table_keeps_grid_order():
+    from nc1lib.fcn import FCNModel
+    specs = grid(D1, [16, 32], [1, 8])
+    models = [KernelModel("relu"), FCNModel("erf", width=4, epochs=2), FCNModel("relu", width=4, epochs=2)]
+    ex = _RecordingExecutor()
+    with ex:
+        b = sweep(models, specs, 2, cache=False, progress=False, executor=ex)
+    costs = [next(m for m in models if m.name == nm).cost(D1(N, d0), 2) for nm, N, d0 in ex.order]
+    assert len(costs) == 12 and costs == sorted(costs, reverse=True)
+    assert ex.order[0] == ("2l-fcn-erf", 32, 8)            # Erf's elementwise work costs more than ReLU's
+    a = sweep(models, specs, 2, cache=False, progress=False)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    first = b[(b.repeat == 0) & (b.model != "ntk")]           # one row per (model, cell)
+    assert [(int(N), int(d0)) for N, d0 in zip(first.N, first.d0)] == \
+        [(N, d0) for _ in models for N, d0 in [(16, 1), (16, 8), (32, 1), (32, 8)]]   # grid order, model-major
+
+
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="repeats"):
         sweep(KernelModel("erf"), [D1(8, 1)], 0, cache=False)
