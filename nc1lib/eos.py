@@ -23,11 +23,18 @@ point above with ``A = (Q + sigma^2 I)^-1 - tbar tbar^T / sigma^4`` (``variant="
 
 ``variant="reference"`` reproduces the reference implementation's update (MATH.md 8.2,
 8.3): ``A = (Q + sigma^2 I)^-1 - sigma^2 M M^T`` with ``M_ij = y_j - fbar_i``. It has no
-free energy; it is solved with Newton-Krylov on ``Sigma - G(Sigma)`` as the paper does.
+free energy; the paper solves it with Newton-Krylov on ``Sigma - G(Sigma)``.
+
+Convergence: the paper's criterion is ``max|Sigma - G(Sigma)| <= f_tol`` (``rtol=None``); the
+default is the scale-invariant backward error of the ``Sigma^-1`` equation (:func:`solve_eos`).
 
 Speed: ``dTr[A Q]/dSigma`` is computed in closed form (:func:`trace_grad`), as
 ``X^T G X`` with ``O(N^2)`` elementwise work, and ``(Q + sigma^2 I)^-1`` from a Cholesky
-factor (LAPACK ``potrf``/``potri``) -- no autograd, no general inverse.
+factor (LAPACK ``potrf``/``potri``) -- no autograd, no general inverse; BLAS/LAPACK get
+Fortran-ordered views, so no N x N array is copied for them. One evaluation costs two
+``N^2 d0`` products, ``potrf`` and ``potri``. The default fixed-point solver keeps its Anderson
+history across annealing steps (``R`` does not depend on ``h``), so on D1 it needs about one
+evaluation per step (benchmarks/bench_eos.py).
 """
 from __future__ import annotations
 
@@ -38,9 +45,10 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.optimize
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from ._validate import as_float_array, check_choice, check_class_sizes, check_positive
+from .nc1 import _block_sums, traces_from_block_sums
 
 VARIANTS = ("derived", "reference")
 METHODS = ("auto", "fixed-point", "newton-krylov", "lbfgs")
@@ -72,10 +80,13 @@ def annealing_schedule(h: float, base=REFERENCE_SCHEDULE) -> tuple[float, ...]:
 class EoSConvergenceError(RuntimeError):
     """An annealing step of the EoS did not reach the residual tolerance."""
 
-    def __init__(self, step: int, factor: float, residual: float, iterations: int, tol: float, detail: str = ""):
+    def __init__(self, step: int, factor: float, residual: float, iterations: int, tol: float, detail: str = "",
+                 criterion: str = ""):
+        """``criterion``: the failed test in words (default: the absolute residual against ``tol``);
+        ``residual`` and ``iterations`` are the last measured before the failure."""
         self.step, self.factor, self.residual, self.iterations, self.tol = step, factor, residual, iterations, tol
-        msg = (f"EoS annealing step {step} (factor h = {factor:g}) did not converge: residual "
-               f"max|Sigma - G(Sigma)| = {residual:.3g} > tol = {tol:.3g} after {iterations} iterations")
+        criterion = criterion or f"residual max|Sigma - G(Sigma)| = {residual:.3g} > tol = {tol:.3g}"
+        msg = f"EoS annealing step {step} (factor h = {factor:g}) did not converge: {criterion} after {iterations} iterations"
         super().__init__(msg + (f" ({detail})" if detail else ""))
 
 
@@ -84,15 +95,23 @@ class EoSConvergenceError(RuntimeError):
 # --------------------------------------------------------------------------------------
 
 def _kernel_parts(X, Sigma, sigma_a2):
-    """K = X Sigma X^T, r_i = (1 + 2 K_ii)^-1/2, u = 2 K_ij r_i r_j and Q = sigma_a^2 (2/pi) arcsin(u)."""
-    K = X @ Sigma @ X.T
-    K = 0.5 * (K + K.T)
+    """K = X Sigma X^T, r_i = (1 + 2 K_ii)^-1/2, u = 2 K_ij r_i r_j and Q = sigma_a^2 (2/pi) arcsin(u).
+
+    In place on one N x N buffer where possible (memory traffic dominates the elementwise work);
+    K is not re-symmetrised: ``X Sigma X^T`` is symmetric to rounding, and Cholesky reads one triangle.
+    """
+    # K = X Sigma X^T by BLAS dgemm on Fortran-ordered views (no copies); .T gives a C-ordered array
+    K = blas.dgemm(1.0, (X @ Sigma).T, X.T, trans_a=1).T
     a = 1.0 + 2.0 * np.diag(K)
     if np.any(a <= 0):
         raise ValueError("Sigma gives a negative pre-activation variance K_ii < -1/2; Sigma must be positive definite")
     r = 1.0 / np.sqrt(a)
-    u = np.clip(2.0 * K * r[:, None] * r[None, :], -1.0, 1.0)
-    Q = sigma_a2 * (2.0 / np.pi) * np.arcsin(u)          # Def. 6.1: Q(Sigma)
+    u = K
+    u *= (2.0 * r)[:, None]
+    u *= r[None, :]
+    np.clip(u, -1.0, 1.0, out=u)
+    Q = np.arcsin(u)
+    Q *= sigma_a2 * (2.0 / np.pi)                          # Def. 6.1: Q(Sigma)
     return a, r, u, Q
 
 
@@ -100,16 +119,25 @@ def adaptive_kernel(X, Sigma, sigma_a2: float = 1.0 / 128):
     """The post-activation kernel ``Q(Sigma)`` of Definition 6.1 (Erf, no bias)."""
     X = as_float_array(X, "X", ndim=2)
     Sigma = _check_sigma(Sigma, X.shape[1])
-    return _kernel_parts(X, Sigma, check_positive(sigma_a2, "sigma_a2"))[3]
+    Q = _kernel_parts(X, Sigma, check_positive(sigma_a2, "sigma_a2"))[3]
+    return 0.5 * (Q + Q.T)
 
 
 def _trace_grad_parts(X, A, a, r, u, sigma_a2):
     """dTr[A Q]/dSigma = X^T G X, with G = dTr[A Q]/dK including the K_ii, K_jj dependence."""
     # dQ_ij = sigma_a^2 (2/pi) (1-u^2)^-1/2 du,  du = 2 dK_ij r_i r_j - u_ij (dK_ii/a_i + dK_jj/a_j)
-    B = A * (sigma_a2 * (2.0 / np.pi)) / np.sqrt(np.maximum(1.0 - u * u, 1e-300))
-    G = 2.0 * B * r[:, None] * r[None, :]
-    G[np.diag_indices_from(G)] -= ((B * u).sum(axis=1) + (B * u).sum(axis=0)) / a
-    return X.T @ G @ X
+    B = u * u                                             # B = A sigma_a^2 (2/pi) / sqrt(1 - u^2), in place
+    np.subtract(1.0, B, out=B)
+    np.maximum(B, 1e-300, out=B)
+    np.sqrt(B, out=B)
+    np.divide(A, B, out=B)
+    B *= sigma_a2 * (2.0 / np.pi)
+    s = np.einsum("ij,ij->i", B, u)                       # row sums of B o u (= column sums: symmetric)
+    G = B
+    G *= (2.0 * r)[:, None]
+    G *= r[None, :]
+    G.flat[::G.shape[0] + 1] -= 2.0 * s / a
+    return X.T @ blas.dgemm(1.0, G.T, X.T, trans_b=1)      # X^T G^T X = (X^T G X)^T, symmetrised by the callers
 
 
 def trace_grad(X, Sigma, A, sigma_a2: float = 1.0 / 128):
@@ -121,24 +149,25 @@ def trace_grad(X, Sigma, A, sigma_a2: float = 1.0 / 128):
         raise ValueError(f"A must have shape ({X.shape[0]}, {X.shape[0]}), got {A.shape}")
     a, r, u, _ = _kernel_parts(X, Sigma, sigma_a2)
     A = 0.5 * (A + A.T)
-    return _trace_grad_parts(X, A, a, r, u, sigma_a2)
+    g = _trace_grad_parts(X, A, a, r, u, sigma_a2)
+    return 0.5 * (g + g.T)
 
 
-def _cho_inverse(C):
-    """Cholesky factor (lower) and inverse of an SPD matrix via LAPACK potrf/potri."""
-    L, info = lapack.dpotrf(C, lower=1, clean=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Q + sigma^2 I is not numerically positive definite (potrf info {info})")
-    Ci, info = lapack.dpotri(L, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"inverting Q + sigma^2 I failed (potri info {info})")
-    Ci = np.tril(Ci) + np.tril(Ci, -1).T
-    return L, Ci
+def _symmetrise_lower(M, b: int = 128):
+    """Copy the lower triangle of ``M`` (upper triangle zero) onto its upper one, in place, tile by tile
+    (a whole-matrix ``M + M.T`` reads with a stride of a row and is several times slower)."""
+    n = M.shape[0]
+    for i in range(0, n, b):
+        for j in range(i + b, n, b):
+            M[i:i + b, j:j + b] = M[j:j + b, i:i + b].T
+        blk = M[i:i + b, i:i + b]
+        blk += np.triu(blk.T, 1)
+    return M
 
 
 @dataclass
 class _State:
-    """Everything one evaluation at ``Sigma`` produces."""
+    """Everything one evaluation at ``Sigma`` produces (none of it depends on the factor h)."""
 
     Sigma: np.ndarray
     Q: np.ndarray
@@ -147,37 +176,80 @@ class _State:
     logdet: float            # log det(Q + sigma^2 I)
     yalpha: float            # y^T (Q + sigma^2 I)^-1 y
     A: np.ndarray
-    rhs_grad: np.ndarray     # dTr[A Q]/dSigma
+    rhs_grad: np.ndarray     # R = dTr[A Q]/dSigma
+    cache: dict = field(default_factory=dict)   # h -> (P, G(Sigma)) and other d0 x d0 by-products
 
 
 def _evaluate(X, y, Sigma, sigma_a2, sigma2, variant) -> _State:
+    """Q, (Q + sigma^2 I)^-1 (LAPACK potrf + potri), A and R = dTr[A Q]/dSigma at Sigma."""
     a, r, u, Q = _kernel_parts(X, Sigma, sigma_a2)
     N = X.shape[0]
-    C = Q.copy()
-    C[np.diag_indices(N)] += sigma2
-    L, Ci = _cho_inverse(C)
-    alpha = Ci @ y
-    fbar = Q @ alpha                                      # GP prediction fbar = Q (Q + sigma^2 I)^-1 y
+    C = Q.T.copy(order="F")                                # Fortran order: LAPACK works on it without a copy
+    C.flat[::N + 1] += sigma2
+    L, info = lapack.dpotrf(C, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Q + sigma^2 I is not numerically positive definite (potrf info {info})")
     logdet = 2.0 * float(np.sum(np.log(np.diag(L))))
+    alpha, info = lapack.dpotrs(L, y, lower=1)
+    Ci, info2 = lapack.dpotri(L, lower=1, overwrite_c=1)
+    if info != 0 or info2 != 0:
+        raise np.linalg.LinAlgError(f"solving with Q + sigma^2 I failed (potrs/potri info {info}/{info2})")
+    # potri fills the lower triangle (clean=1 zeroed the upper); symmetric, so the C-ordered view .T is A itself
+    A = _symmetrise_lower(Ci).T
+    fbar = y - sigma2 * alpha                             # fbar = Q (Q + sigma^2 I)^-1 y = y - sigma^2 alpha
+    At = A.T                                              # Fortran-ordered view, for in-place BLAS rank-1 updates
     if variant == "derived":
         # A = (Q + sigma^2 I)^-1 - tbar tbar^T / sigma^4 = C^-1 - alpha alpha^T  (tbar = sigma^2 alpha)
-        A = Ci - np.outer(alpha, alpha)
+        blas.dger(-1.0, alpha, alpha, a=At, overwrite_a=1)
     else:
         # MATH.md 8.2-8.3: A = C^-1 - sigma^2 M M^T, M_ij = y_j - fbar_i, so that
         # (M M^T)_ik = sum_j y_j^2 - S_y (fbar_i + fbar_k) + N fbar_i fbar_k  (rank <= 3)
-        sy2, sy = float(y @ y), float(y.sum())
-        MMt = sy2 - sy * (fbar[:, None] + fbar[None, :]) + N * np.outer(fbar, fbar)
-        A = Ci - sigma2 * MMt
+        sy2, sy, one = float(y @ y), float(y.sum()), np.ones(N)
+        A -= sigma2 * sy2
+        blas.dger(sigma2 * sy, fbar, one, a=At, overwrite_a=1)
+        blas.dger(sigma2 * sy, one, fbar, a=At, overwrite_a=1)
+        blas.dger(-sigma2 * N, fbar, fbar, a=At, overwrite_a=1)
     g = _trace_grad_parts(X, A, a, r, u, sigma_a2)
     return _State(Sigma, Q, fbar, alpha, logdet, float(y @ alpha), A, 0.5 * (g + g.T))
 
 
+def _eos_map_parts(state: _State, h, d0, sigma_w2):
+    """P = (d0/sigma_w^2) I + R/h (the EoS right-hand side for Sigma^-1) and G(Sigma) = P^-1 (Def. 6.1)."""
+    key = ("map", float(h))
+    if key not in state.cache:
+        P = state.rhs_grad / h
+        P[np.diag_indices(d0)] += d0 / sigma_w2
+        Gs = np.linalg.inv(P)
+        state.cache[key] = (P, 0.5 * (Gs + Gs.T))
+    return state.cache[key]
+
+
 def _eos_map(state: _State, h, d0, sigma_w2):
     """G(Sigma) = [(d0/sigma_w^2) I + (1/h) dTr[A Q]/dSigma]^-1 (Def. 6.1); a d0 x d0 inverse."""
-    P = state.rhs_grad / h
-    P[np.diag_indices(d0)] += d0 / sigma_w2
-    Gs = np.linalg.inv(P)
-    return 0.5 * (Gs + Gs.T)
+    return _eos_map_parts(state, h, d0, sigma_w2)[1]
+
+
+def _sigma_inv(state: _State):
+    if "inv" not in state.cache:
+        Si = np.linalg.inv(state.Sigma)
+        state.cache["inv"] = 0.5 * (Si + Si.T)
+    return state.cache["inv"]
+
+
+def _measure(state: _State, h, d0, sigma_w2):
+    """The two residuals of the EoS at ``state.Sigma``: (residual, backward error).
+
+    residual = max|Sigma - G(Sigma)| (the paper's, newton_krylov's f_tol norm);
+    backward error = max|Sigma^-1 - P| / max(max|Sigma^-1|, d0/sigma_w^2, max|R/h|), with
+    P = (d0/sigma_w^2) I + R/h: how well the equation Sigma^-1 = (d0/sigma_w^2) I + R/h holds,
+    relative to the size of its three terms. It is invariant to the scale of Sigma, and it is not
+    amplified where the terms cancel (P small, Sigma large: an error dP moves G(Sigma) by Sigma^2 dP).
+    """
+    P, Gs = _eos_map_parts(state, h, d0, sigma_w2)
+    Si = _sigma_inv(state)
+    res = float(np.max(np.abs(state.Sigma - Gs)))
+    scale = max(float(np.max(np.abs(Si))), d0 / sigma_w2, float(np.max(np.abs(state.rhs_grad))) / h)
+    return res, float(np.max(np.abs(Si - P))) / scale
 
 
 def _check_sigma(Sigma, d0):
@@ -206,6 +278,16 @@ def eos_residual(X, y, Sigma, h: float, sigma_w2: float = 1.0, sigma_a2: float =
     return Sigma - _eos_map(s, check_positive(h, "h"), X.shape[1], sigma_w2)
 
 
+def eos_backward_error(X, y, Sigma, h: float, sigma_w2: float = 1.0, sigma_a2: float = 1.0 / 128,
+                       sigma2: float = 1e-6, variant: str = "derived") -> float:
+    """The scale-invariant residual of the EoS at ``Sigma`` (the default convergence criterion; see
+    :func:`solve_eos`): ``max|Sigma^-1 - P| / max(max|Sigma^-1|, d0/sigma_w^2, max|R/h|)``."""
+    X, y, sigma_w2, sigma_a2, sigma2 = _check_problem(X, y, sigma_w2, sigma_a2, sigma2)
+    check_choice(variant, VARIANTS, "variant")
+    s = _evaluate(X, y, _check_sigma(Sigma, X.shape[1]), sigma_a2, sigma2, variant)
+    return _measure(s, check_positive(h, "h"), X.shape[1], sigma_w2)[1]
+
+
 def free_energy(X, y, Sigma, h: float, sigma_w2: float = 1.0, sigma_a2: float = 1.0 / 128,
                 sigma2: float = 1e-6) -> float:
     """The derived variant's free energy ``F(Sigma)`` (module docstring); the EoS is ``dF/dSigma = 0``."""
@@ -215,12 +297,17 @@ def free_energy(X, y, Sigma, h: float, sigma_w2: float = 1.0, sigma_a2: float = 
     return _free_energy_value(s, check_positive(h, "h"), X.shape[1], sigma_w2)
 
 
-def _free_energy_value(s: _State, h, d0, sigma_w2):
+def _free_energy_terms(s: _State, h, d0, sigma_w2):
+    """(prior term, GP term) of F: (h/2)[(d0/sigma_w^2) Tr Sigma - log det Sigma] and (1/2)[y^T C^-1 y + log det C]."""
     sign, ld = np.linalg.slogdet(s.Sigma)
     if sign <= 0:
-        return np.inf
+        return np.inf, 0.5 * (s.yalpha + s.logdet)
+    return 0.5 * h * ((d0 / sigma_w2) * float(np.trace(s.Sigma)) - ld), 0.5 * (s.yalpha + s.logdet)
+
+
+def _free_energy_value(s: _State, h, d0, sigma_w2):
     # F = (h/2)[(d0/sigma_w^2) Tr Sigma - log det Sigma] + (1/2)[y^T C^-1 y + log det C], C = Q + sigma^2 I
-    return 0.5 * h * ((d0 / sigma_w2) * float(np.trace(s.Sigma)) - ld) + 0.5 * (s.yalpha + s.logdet)
+    return sum(_free_energy_terms(s, h, d0, sigma_w2))
 
 
 def _free_energy_grad(s: _State, h, d0, sigma_w2):
@@ -242,6 +329,7 @@ class EoSStep:
     factor: float
     residual: float          # max |Sigma - G(Sigma)| at the returned Sigma (newton_krylov's f_tol norm)
     rel_residual: float      # residual / max |Sigma|
+    backward_error: float    # the scale-invariant residual of the Sigma^-1 equation (see solve_eos)
     iterations: int
     fevals: int              # evaluations of Q, (Q + sigma^2 I)^-1 and the gradient
     seconds: float
@@ -276,12 +364,61 @@ class EoSResult:
         return pd.DataFrame([s.__dict__ for s in self.steps])
 
 
-def _nk_step(F, Sigma, tol, maxiter, inner_maxiter):
+class _Problem:
+    """One EoS problem: evaluations (counted), the convergence test and progress for error reports."""
+
+    def __init__(self, X, y, sigma_w2, sigma_a2, sigma2, variant, tol, rtol):
+        self.X, self.y, self.variant = X, y, variant
+        self.sigma_w2, self.sigma_a2, self.sigma2 = sigma_w2, sigma_a2, sigma2
+        self.d0 = X.shape[1]
+        self.tol, self.rtol = tol, rtol
+        self.nfev, self.its, self.last = 0, 0, (np.nan, np.nan)
+
+    def evaluate(self, S) -> _State:
+        self.nfev += 1
+        return _evaluate(self.X, self.y, S, self.sigma_a2, self.sigma2, self.variant)
+
+    def measure(self, state, h):
+        self.last = _measure(state, h, self.d0, self.sigma_w2)
+        return self.last
+
+    def ok(self, res, eta) -> bool:
+        """The convergence test: ``residual <= tol`` if ``rtol`` is None (the paper's), else ``backward error <= rtol``."""
+        return bool(np.isfinite(res) and res <= self.tol) if self.rtol is None else bool(eta <= self.rtol)
+
+    def converged(self, state, h) -> bool:
+        return self.ok(*self.measure(state, h))
+
+    @property
+    def criterion(self) -> str:
+        return (f"residual max|Sigma - G(Sigma)| = {self.last[0]:.3g} > tol = {self.tol:.3g}" if self.rtol is None else
+                f"backward error = {self.last[1]:.3g} > rtol = {self.rtol:.3g} (residual max|Sigma - G(Sigma)| "
+                f"= {self.last[0]:.3g})")
+
+    def nk_function(self, h):
+        """The function Newton-Krylov drives to zero, in the norm of the convergence test, and its f_tol:
+        Sigma - G(Sigma) with f_tol = tol (the paper's), or (Sigma^-1 - P) / scale with f_tol = rtol."""
+        d0, sw2 = self.d0, self.sigma_w2
+
+        def F(S):
+            st = self.evaluate(0.5 * (S + S.T))
+            self.measure(st, h)
+            if self.rtol is None:
+                return st.Sigma - _eos_map(st, h, d0, sw2)
+            P = _eos_map_parts(st, h, d0, sw2)[0]
+            Si = _sigma_inv(st)
+            return (Si - P) / max(float(np.max(np.abs(Si))), d0 / sw2, float(np.max(np.abs(st.rhs_grad))) / h)
+        return F, (self.tol if self.rtol is None else self.rtol)
+
+
+def _nk_step(F, Sigma, tol, maxiter, inner_maxiter, pb=None):
     """One Newton-Krylov solve of F(Sigma) = 0 (the paper's solver); returns (Sigma, iterations, message)."""
     its = [0]
 
     def cb(x, f):
         its[0] += 1
+        if pb is not None:
+            pb.its += 1
 
     try:
         # errstate: scipy's own x_rtol test divides by x_rtol = inf and warns; our F raises on real trouble
@@ -291,6 +428,18 @@ def _nk_step(F, Sigma, tol, maxiter, inner_maxiter):
         return np.asarray(out), its[0], ""
     except scipy.optimize.NoConvergence as e:
         return np.asarray(e.args[0]), its[0], "newton_krylov: no convergence"
+
+
+def _polish(pb: _Problem, Sigma, h, maxiter, inner_maxiter):
+    """Newton-Krylov on the residual of the convergence test, from a point another method stopped at
+    above the tolerance (L-BFGS on F stops at F's rounding floor, above the EoS residual's).
+    Returns (Sigma, iterations, message); an evaluation failure keeps the starting point."""
+    F, ftol = pb.nk_function(h)
+    try:
+        S, its, msg = _nk_step(F, Sigma, ftol, maxiter, inner_maxiter, pb)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
+        return Sigma, 0, f"Newton-Krylov polish failed: {e}"
+    return 0.5 * (S + S.T), its, msg
 
 
 def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float = 1.0 / 128,
@@ -308,15 +457,28 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
         and the noise. The paper: 1, 1/128, 1e-6.
     variant : ``"derived"`` (free-energy stationarity) or ``"reference"`` (MATH.md 8.2-8.3).
     method : ``"newton-krylov"`` (scipy, as the paper), ``"lbfgs"`` (derived only: minimise the free
-        energy over a Cholesky factor of Sigma), ``"fixed-point"`` (Anderson-accelerated, safeguarded:
-        see :func:`_fixed_point_step`) or ``"auto"`` (= fixed-point, the fastest in benchmarks/bench_eos.py).
-    tol : residual tolerance on ``max |Sigma - G(Sigma)|`` every step (the paper's ``f_tol`` is
-        :data:`PAPER_TOL` = 5e-4; pass ``tol=PAPER_TOL, rtol=None`` for its criterion).
-    rtol : if given, also require ``max |Sigma - G(Sigma)| <= rtol * max |Sigma|``. The paper's
-        absolute ``f_tol = 5e-4`` is loose where Sigma's entries are small (large d0: ~1/d0) and
-        accepts the spurious point Sigma ~ 0 (where Sigma and G(Sigma) are both tiny).
+        energy over a Cholesky factor of Sigma, then Newton-Krylov on the residual if L-BFGS stops
+        above the tolerance), ``"fixed-point"`` (Anderson-accelerated, safeguarded: see
+        :func:`_fixed_point_step`) or ``"auto"`` (= fixed-point, the fastest in benchmarks/bench_eos.py).
+    tol, rtol : the convergence criterion, tested at the end of every annealing step.
+
+        * ``rtol=None``: the paper's, ``max|Sigma - G(Sigma)| <= tol`` (its ``f_tol`` is
+          :data:`PAPER_TOL` = 5e-4; pass ``tol=PAPER_TOL, rtol=None`` to reproduce it).
+        * ``rtol`` given (the default, 1e-5): the **backward error** of the ``Sigma^-1`` equation,
+          ``max|Sigma^-1 - P| / max(max|Sigma^-1|, d0/sigma_w^2, max|R/h|) <= rtol`` with
+          ``P = (d0/sigma_w^2) I + R/h`` and ``R = dTr[A Q]/dSigma``: the equation holds to a
+          relative precision ``rtol`` of the largest of its three terms (``tol`` is then unused).
+          Unlike the absolute residual it is invariant to the scale of Sigma: the absolute
+          ``f_tol`` is loose where Sigma's entries are small (large d0: ~1/d0, where the NNGP
+          point already meets 5e-4) and at d0 = 1 accepts the spurious point Sigma ~ 0; and unlike
+          the relative residual ``max|Sigma - G|/max|Sigma|`` it is not amplified where ``P`` is a
+          small difference of large terms (Sigma large, e.g. D2 at d0 = 1: an error ``dP``, at
+          least the rounding of ``R``, moves ``G(Sigma) = P^-1`` by ``Sigma^2 dP``). For Sigma
+          near ``(sigma_w^2/d0) I`` it equals the relative residual to first order. Both numbers
+          are reported for every step (``residual``, ``backward_error``).
     maxiter, inner_maxiter : Newton iterations and Krylov iterations per step (L-BFGS: iterations).
-    class_sizes : if given, the NC1 of Q is recorded at every step.
+    class_sizes : if given, the NC1 of Q is recorded at every step (Theorem 4.1: only the trace
+        and the class-block sums of Q, ``O(N^2)`` additions).
     Sigma0 : starting point; default the NNGP point ``(sigma_w2/d0) I``.
     on_failure : ``"raise"`` an :class:`EoSConvergenceError` naming the step, or ``"flag"``: keep
         going and mark the step ``converged=False`` (a failed evaluation ends the path; later steps
@@ -331,9 +493,6 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
     tol = check_positive(tol, "tol")
     if rtol is not None:
         rtol = check_positive(rtol, "rtol")
-
-    def tol_at(S):
-        return tol if rtol is None else min(tol, rtol * float(np.max(np.abs(S))))
     if int(maxiter) != maxiter or maxiter < 1:
         raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
     if int(inner_maxiter) != inner_maxiter or inner_maxiter < 1:
@@ -349,76 +508,77 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
     cs = None if class_sizes is None else check_class_sizes(class_sizes, X.shape[0])
     N, d0 = X.shape
     Sigma = (sigma_w2 / d0) * np.eye(d0) if Sigma0 is None else _check_sigma(Sigma0, d0)
+    pb = _Problem(X, y, sigma_w2, sigma_a2, sigma2, variant, tol, rtol)
 
     steps: list[EoSStep] = []
     path = {}
     state = None
+    hist: list[_State] = []          # the fixed-point method's Anderson history, kept across steps
     failed = ""
     for k, factor in enumerate(sched, start=1):
         if failed:
-            steps.append(EoSStep(k, factor, np.nan, np.nan, 0, 0, 0.0, False, method, message=failed))
+            steps.append(EoSStep(k, factor, np.nan, np.nan, np.nan, 0, 0, 0.0, False, method, message=failed))
             continue
         t0 = time.perf_counter()
-        nfev = [0]
+        pb.nfev, pb.its, pb.last = 0, 0, (np.nan, np.nan)
         fallback = ""
         try:
-            if method != "fixed-point":
-                state = None
             if method == "newton-krylov":
-                def F(S, factor=factor):
-                    nfev[0] += 1
-                    S = 0.5 * (S + S.T)
-                    return S - _eos_map(_evaluate(X, y, S, sigma_a2, sigma2, variant), factor, d0, sigma_w2)
-                Sigma, its, msg = _nk_step(F, Sigma, tol_at(Sigma), maxiter, inner_maxiter)
+                state = None
+                F, ftol = pb.nk_function(factor)
+                Sigma, its, msg = _nk_step(F, Sigma, ftol, maxiter, inner_maxiter, pb)
             elif method == "fixed-point":
-                Sigma, its, msg, state, fallback = _fixed_point_step(X, y, Sigma, state, factor, d0, sigma_w2,
-                                                                     sigma_a2, sigma2, variant, tol_at, maxiter, nfev)
+                Sigma, its, msg, state, fallback = _fixed_point_step(pb, Sigma, state, hist, factor, maxiter,
+                                                                     inner_maxiter)
             else:
-                Sigma, its, msg = _lbfgs_step(X, y, Sigma, factor, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter,
-                                              nfev)
+                state = None
+                Sigma, its, msg, fallback = _lbfgs_polished(pb, Sigma, factor, maxiter, inner_maxiter)
             if state is None or state.Sigma is not Sigma:
                 Sigma = 0.5 * (Sigma + Sigma.T)
-                nfev[0] += 1
-                state = _evaluate(X, y, Sigma, sigma_a2, sigma2, variant)
-            res = float(np.max(np.abs(Sigma - _eos_map(state, factor, d0, sigma_w2))))
+                state = pb.evaluate(Sigma)
+            res, eta = pb.measure(state, factor)
         except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
             failed = f"step {k} (h = {factor:g}) failed: {e}"
             if on_failure == "raise":
-                raise EoSConvergenceError(k, factor, np.nan, 0, tol, str(e)) from e
-            steps.append(EoSStep(k, factor, np.nan, np.nan, 0, nfev[0], time.perf_counter() - t0, False, method,
-                                 message=failed))
+                raise EoSConvergenceError(k, factor, pb.last[0], pb.its, tol, str(e), pb.criterion) from e
+            steps.append(EoSStep(k, factor, pb.last[0], np.nan, pb.last[1], pb.its, pb.nfev,
+                                 time.perf_counter() - t0, False, method, message=failed))
             state = None
             continue
         secs = time.perf_counter() - t0
-        ok = bool(np.isfinite(res) and res <= tol_at(Sigma))
+        ok = pb.ok(res, eta)
         if not ok and on_failure == "raise":
-            raise EoSConvergenceError(k, factor, res, its, tol_at(Sigma), msg)
-        st = EoSStep(k, factor, res, res / float(np.max(np.abs(Sigma))), its, nfev[0], secs, ok,
+            raise EoSConvergenceError(k, factor, res, its, tol, msg, pb.criterion)
+        st = EoSStep(k, factor, res, res / float(np.max(np.abs(Sigma))), eta, its, pb.nfev, secs, ok,
                      method + (f"+{fallback}" if fallback else ""),
-                     train_mse=float(np.mean((y - state.fbar) ** 2)), message=msg if not ok else "")
+                     train_mse=float(np.mean((y - state.fbar) ** 2)),
+                     message="" if ok else (msg + "; " if msg else "") + pb.criterion)
         if cs is not None:
-            from .nc1 import covariance_traces_from_gram
-            tw, tb = covariance_traces_from_gram(state.Q, cs, "paper")
-            st.nc1, st.tr_w, st.tr_b = tw / tb, tw, tb
-            tws, tbs = covariance_traces_from_gram(state.Q, cs, "sample")
-            st.nc1_sample = tws / tbs
+            # Theorem 4.1: the traces need only Tr Q and the class-block sums of Q
+            trQ, blocks, sizes = float(np.trace(state.Q)), _block_sums(state.Q, cs), [int(c) for c in cs]
+            st.tr_w, st.tr_b = (float(v) for v in traces_from_block_sums(trQ, blocks, sizes, "paper"))
+            st.nc1 = st.tr_w / st.tr_b
+            tws, tbs = traces_from_block_sums(trQ, blocks, sizes, "sample")
+            st.nc1_sample = float(tws / tbs)
         steps.append(st)
         if keep_path:
             path[factor] = Sigma.copy()
     if state is None:
         Q = fbar = None
     else:
-        Q, fbar = state.Q, state.fbar
+        Q, fbar = 0.5 * (state.Q + state.Q.T), state.fbar
     settings = dict(h=h, sigma_w2=sigma_w2, sigma_a2=sigma_a2, sigma2=sigma2, schedule=list(sched), variant=variant,
                     method=method, tol=tol, rtol=rtol, maxiter=maxiter, inner_maxiter=inner_maxiter)
     return EoSResult(Sigma, Q, fbar, steps, variant, settings, path)
 
 
-def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter, nfev):
+def _lbfgs_step(pb: _Problem, Sigma, h, maxiter):
     """Minimise F over Sigma = L L^T (L lower triangular, scaled by the prior's sqrt(sigma_w^2/d0)).
 
-    Stops as soon as the EoS residual max|Sigma - G(Sigma)| (from the same evaluation) is below ``tol``.
+    Stops as soon as the convergence test (from the same evaluation) passes.
+    Returns (Sigma, iterations, message), the message empty if the test passed.
     """
+    d0, sigma_w2 = pb.d0, pb.sigma_w2
     s0 = np.sqrt(sigma_w2 / d0)
     il = np.tril_indices(d0)
     L0 = np.linalg.cholesky(Sigma)
@@ -430,16 +590,11 @@ def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter,
         return L
 
     def fun(x):
-        nfev[0] += 1
         L = unpack(x)
-        S = L @ L.T
-        st = _evaluate(X, y, S, sigma_a2, sigma2, "derived")
+        st = pb.evaluate(L @ L.T)
         f = _free_energy_value(st, h, d0, sigma_w2)
-        gS = _free_energy_grad(st, h, d0, sigma_w2)
-        gL = 2.0 * gS @ L                                # dF/dL for Sigma = L L^T
-        res = float(np.max(np.abs(S - _eos_map(st, h, d0, sigma_w2))))
-        last["x"], last["res"] = x.copy(), res
-        if res <= tol_at(S):
+        gL = 2.0 * _free_energy_grad(st, h, d0, sigma_w2) @ L      # dF/dL for Sigma = L L^T
+        if pb.converged(st, h):
             last["best"] = x.copy()
         return f, gL[il] * s0
 
@@ -447,22 +602,30 @@ def _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter,
 
     def cb(intermediate_result):
         its[0] += 1
+        pb.its += 1
         if "best" in last:
             raise StopIteration
 
-    # first evaluation: already converged?
     x0 = L0[il] / s0
-    fun(x0)
-    nfev[0] -= 1
+    fun(x0)                                  # first evaluation: already converged?
+    pb.nfev -= 1
     if "best" in last:
         return Sigma, 0, ""
     r = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", callback=cb,
                                 options=dict(maxiter=maxiter, maxfun=10 * maxiter, ftol=0.0, gtol=0.0, maxcor=20))
-    x = last.get("best", r.x)
-    L = unpack(x)
-    msg = "" if "best" in last else f"L-BFGS: {r.message}"
-    return L @ L.T, its[0], msg
+    L = unpack(last.get("best", r.x))
+    return L @ L.T, its[0], "" if "best" in last else f"L-BFGS: {r.message}"
 
+
+def _lbfgs_polished(pb: _Problem, Sigma, h, maxiter, inner_maxiter):
+    """L-BFGS on F; if it stops above the tolerance (F's rounding floor: F ~ h d0 + y^T C^-1 y is
+    large, so its line search stalls before the residual is small), Newton-Krylov on the residual
+    from there. Returns (Sigma, iterations, message, fallback)."""
+    S, its, msg = _lbfgs_step(pb, Sigma, h, maxiter)
+    if not msg:
+        return S, its, "", ""
+    S2, its2, msg2 = _polish(pb, S, h, maxiter, inner_maxiter)
+    return S2, its + its2, (msg + "; " + msg2) if msg2 else "", "newton-krylov"
 
 
 def _is_pd(S):
@@ -473,42 +636,48 @@ def _is_pd(S):
         return False
 
 
-def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, variant, tol_at, maxiter, nfev,
-                      memory: int = 5, stall: int = 10):
-    """Anderson-accelerated fixed-point iteration Sigma <- G(Sigma) (type II, ``memory`` past steps).
+def _fixed_point_step(pb: _Problem, Sigma, state, hist, h, maxiter, inner_maxiter, memory: int = 5,
+                      stall: int = 10):
+    """Anderson-accelerated fixed-point iteration Sigma <- G(Sigma) (type II, ``memory`` past points).
 
     Each evaluation at Sigma gives both the residual at Sigma and the next Picard iterate, so a step
     whose start already satisfies the tolerance costs no evaluation beyond the previous step's last.
-    An iterate that is not positive definite is replaced by the Picard step, shortened until it is.
-    Safeguards, because G is expansive near some solutions (small h): for the derived variant an
-    iterate that raises the free energy hands the step over to L-BFGS on F (from the best point);
-    for the reference variant, ``stall`` iterations without a smaller residual hand it to Newton-Krylov.
+    The history ``hist`` (evaluated states) is kept across annealing steps: R = dTr[A Q]/dSigma does not
+    depend on h, so the residuals of past points at the new factor cost d0 x d0 inverses only, and the
+    first iterate of a step already uses the secant information of the previous ones.
+    An iterate that is not positive definite is replaced by the Picard step, shortened until it is
+    (and the history is dropped). Safeguards, because G is expansive near some solutions (small h):
+    for the derived variant an iterate that raises the free energy beyond its rounding level hands the
+    step over to L-BFGS on F (from the best point), polished by Newton-Krylov; for the reference
+    variant, ``stall`` iterations without a smaller residual hand it to Newton-Krylov.
     Returns (Sigma, iterations, message, state, fallback), fallback being "" or the method used.
     """
+    d0, sw2 = pb.d0, pb.sigma_w2
     if state is None or state.Sigma is not Sigma:
-        nfev[0] += 1
-        state = _evaluate(X, y, Sigma, sigma_a2, sigma2, variant)
-    derived = variant == "derived"
-    fval = _free_energy_value(state, h, d0, sigma_w2) if derived else None
-    best = (np.inf, Sigma, state)
+        state = pb.evaluate(Sigma)
+    if not hist or hist[-1] is not state:
+        hist.append(state)
+    derived = pb.variant == "derived"
+    fterms = _free_energy_terms(state, h, d0, sw2) if derived else None
+    best = (np.inf, state)
     since_best = 0
-    xs, fs = [], []
+    it = 0
     for it in range(maxiter + 1):
-        Gs = _eos_map(state, h, d0, sigma_w2)
-        f = (Gs - Sigma).ravel()
-        res = float(np.max(np.abs(f)))
-        if res <= tol_at(Sigma):
+        pb.its = it
+        res, eta = pb.measure(state, h)
+        if pb.ok(res, eta):
             return Sigma, it, "", state, ""
-        if res < best[0]:
-            best, since_best = (res, Sigma, state), 0
+        crit = res if pb.rtol is None else eta
+        if crit < best[0]:
+            best, since_best = (crit, state), 0
         else:
             since_best += 1
         if it == maxiter or (not derived and since_best >= stall):
             break
-        x = Sigma.ravel()
-        xs.append(x)
-        fs.append(f)
-        xs, fs = xs[-(memory + 1):], fs[-(memory + 1):]
+        del hist[:-(memory + 1)]
+        xs = [s.Sigma.ravel() for s in hist]
+        fs = [(_eos_map(s, h, d0, sw2) - s.Sigma).ravel() for s in hist]
+        x, f = xs[-1], fs[-1]
         x_new = x + f
         if len(fs) > 1:
             dF = np.stack([fs[i + 1] - fs[i] for i in range(len(fs) - 1)], axis=1)
@@ -518,41 +687,36 @@ def _fixed_point_step(X, y, Sigma, state, h, d0, sigma_w2, sigma_a2, sigma2, var
         S_new = x_new.reshape(d0, d0)
         S_new = 0.5 * (S_new + S_new.T)
         if not _is_pd(S_new):
-            xs, fs = [], []
-            t = 1.0
+            del hist[:-1]
+            Gs, t = _eos_map(state, h, d0, sw2), 1.0
             S_new = Gs
             while not _is_pd(S_new) and t > 1e-8:
                 t *= 0.5
                 S_new = Sigma + t * (Gs - Sigma)
             if not _is_pd(S_new):
                 raise np.linalg.LinAlgError("no positive definite step towards G(Sigma) was found")
-        nfev[0] += 1
-        new_state = _evaluate(X, y, S_new, sigma_a2, sigma2, variant)
+        new_state = pb.evaluate(S_new)
         if derived:
-            f_new = _free_energy_value(new_state, h, d0, sigma_w2)
-            if not f_new <= fval + 1e-12 * abs(fval):
-                # the fixed-point iterate went uphill on F: minimise F directly from here
-                S_l, its_l, msg = _lbfgs_step(X, y, Sigma, h, d0, sigma_w2, sigma_a2, sigma2, tol_at, maxiter, nfev)
-                return S_l, it + its_l, msg, None, "lbfgs"
-            fval = f_new
+            new_terms = _free_energy_terms(new_state, h, d0, sw2)
+            # uphill beyond F's rounding level (relative 1e-12 of its terms' size)
+            if not sum(new_terms) <= sum(fterms) + 1e-12 * (abs(fterms[0]) + abs(fterms[1])):
+                del hist[:]
+                S_l, its_l, msg, fb = _lbfgs_polished(pb, best[1].Sigma, h, maxiter, inner_maxiter)
+                return S_l, it + its_l, msg, None, "lbfgs" + (f"+{fb}" if fb else "")
+            fterms = new_terms
+        hist.append(new_state)
         Sigma, state = S_new, new_state
+    del hist[:]
     if not derived:
-        its = [0]
-
-        def F(S):
-            nfev[0] += 1
-            S = 0.5 * (S + S.T)
-            return S - _eos_map(_evaluate(X, y, S, sigma_a2, sigma2, variant), h, d0, sigma_w2)
-        S_nk, its_nk, msg = _nk_step(F, best[1], tol_at(best[1]), maxiter, 100)
+        S_nk, its_nk, msg = _polish(pb, best[1].Sigma, h, maxiter, inner_maxiter)
         return S_nk, it + its_nk, msg, None, "newton-krylov"
-    res = float(np.max(np.abs(_eos_map(state, h, d0, sigma_w2) - Sigma)))
-    return Sigma, maxiter, f"fixed-point: residual {res:.3g} after {maxiter} iterations", state, ""
+    return Sigma, maxiter, f"fixed-point: no convergence after {maxiter} iterations", state, ""
 
 
 class EoSModel:
     """The EoS as a sweep model: one row per dataset and stop factor, model ``eos-<variant>-h<factor>``.
 
-    Every row carries the solver's diagnostics (residual, converged, iterations, fevals,
+    Every row carries the solver's diagnostics (residual, backward_error, converged, iterations, fevals,
     solve_seconds, cumulative up to that factor); a step that fails is kept, flagged
     ``converged=False`` with its message, and its NC1 is NaN if no kernel was obtained.
     """
@@ -596,7 +760,8 @@ class EoSModel:
                 st = upto.iloc[-1]
                 rows.append({"model": f"{self.name}-h{f:g}", "nc1": float(st.nc1), "nc1_sample": float(st.nc1_sample),
                              "tr_w": float(st.tr_w), "tr_b": float(st.tr_b), "h": f, "variant": self.variant,
-                             "residual": float(st.residual), "converged": bool(upto.converged.all()),
+                             "residual": float(st.residual), "backward_error": float(st.backward_error),
+                             "converged": bool(upto.converged.all()),
                              "iterations": int(upto.iterations.sum()), "fevals": int(upto.fevals.sum()),
                              "solve_seconds": float(upto.seconds.sum()), "train_mse": float(st.train_mse),
                              "message": "; ".join(m for m in upto.message if m)})
