@@ -9,8 +9,9 @@ kernel is ``S(x, x') = x x'``. Three layers:
   (Theorem 5.1 via Lemma C.3), the identity ``NTK = 2 NNGP`` for ReLU, and the
   small-``s`` (Gaussian Taylor) expansion of the Erf kernels' cases (App. E).
 * **Numeric** (functions returning arrays): the same quantities evaluated, for the
-  derived formulas, the exact ReLU expectation without Assumption 1, and exact
-  Gauss-Hermite quadrature of the Erf expectations.
+  derived formulas, the exact ReLU expectation without Assumption 1, and the exact Erf
+  expectations by numerical quadrature (a trapezoid rule in ``z = (x - mu)/s``, see
+  :func:`_normal_nodes`).
 * **Monte Carlo** (:func:`monte_carlo`): ``Tr Sigma_W``, ``Tr Sigma_B`` and NC1 over many
   sampled datasets, vectorised, with explicit seeds, means and standard errors, and the
   second-order ratio correction of Lemma C.3 (Seltman 2012) from the sampled moments.
@@ -201,7 +202,7 @@ def erf_kernel_sym(x, y, get: str = "nngp", variant: str = "derived", D=None):
     """Erf NNGP (eq. 11) or NTK (eqs. 13, 15) in 1-D with sigma_w = 1, sigma_b = 0.
 
     ``variant="reference"`` uses the reference code's derivative kernel (MATH.md 8.1) with
-    ``D = sum_k (1 + 2 x_k^2)^2`` over the whole dataset, a symbol here.
+    ``D = sum_k (1 + 2 x_k^2)^2`` over the whole dataset, a symbol or expression here.
     """
     check_choice(get, ("nngp", "ntk"), "get")
     check_choice(variant, ("derived", "reference"), "variant")
@@ -245,21 +246,25 @@ def erf_cases_sym(get: str = "nngp", variant: str = "derived", order: int = 2):
     """App. E: the three cases of eq. 27 for Erf, as Gaussian Taylor series in the stds.
 
     Returns ``(same_sample, same_class, cross, symbols)`` for two classes, symbols
-    ``(mu1, mu2, s1, s2, D)`` (``D`` only enters the reference variant, held fixed).
+    ``(mu1, mu2, s1, s2, R)``. ``R`` enters only the reference variant (MATH.md 8.1): there
+    ``D = sum_k (1 + 2 x_k^2)^2`` is split into the pair's own terms, expanded with the rest
+    of the kernel, and the rest ``R`` of the dataset, held fixed (its value differs per case,
+    see :func:`reference_rest_of_D`). :func:`kernel_cases_quadrature` treats ``D`` the same way.
     The kernel is smooth on the whole line, so no sign assumption is needed for the
     expansion itself; Assumption 1 enters as the condition ``s_c << |mu_c|`` for the
     truncated series to be accurate.
     """
     mu1, mu2, s1, s2, _, _ = symbols_2class()
-    D = sp.symbols("D", positive=True)
+    R = sp.symbols("R", positive=True)
     x, y = sp.symbols("x y", real=True)
-    f = erf_kernel_sym(x, y, get, variant, D)
-    g = f.subs(y, x)
+    q = lambda v: (1 + 2 * v ** 2) ** 2                              # one sample's term of D
+    f = erf_kernel_sym(x, y, get, variant, R + q(x) + q(y))           # a pair i != j
+    g = erf_kernel_sym(x, x, get, variant, R + q(x))                  # i = j: one own term
     mus, ss = [mu1, mu2], [s1, s2]
     same_sample = [gaussian_taylor_expectation_sym(g, x, None, mus[c], ss[c], order=order) for c in range(2)]
     same_class = [gaussian_taylor_expectation_sym(f, x, y, mus[c], ss[c], mus[c], ss[c], order) for c in range(2)]
     e = gaussian_taylor_expectation_sym(f, x, y, mu1, s1, mu2, s2, order)
-    return same_sample, same_class, [[None, e], [e, None]], (mu1, mu2, s1, s2, D)
+    return same_sample, same_class, [[None, e], [e, None]], (mu1, mu2, s1, s2, R)
 
 
 def within_class_coefficient_sym(get: str = "nngp", variant: str = "derived"):
@@ -396,16 +401,29 @@ def kernel_1d(x, y, kernel: str, D=None):
     return K1 + S12 * (4.0 / np.pi) / np.sqrt(prod - 4.0 * S12 ** 2)   # eqs. 13, 15
 
 
-def reference_D_expected(means, stds, class_sizes):
-    """``E[D] = sum_c n_c E[(1 + 2 x^2)^2]`` for the reference Erf NTK (MATH.md 8.1).
+def _q2_mean(means, stds):
+    """``E[(1 + 2x^2)^2] = 1 + 4(mu^2 + s^2) + 4(mu^4 + 6 mu^2 s^2 + 3 s^4)`` per class."""
+    return (1.0 + 4.0 * (means ** 2 + stds ** 2)
+            + 4.0 * (means ** 4 + 6 * means ** 2 * stds ** 2 + 3 * stds ** 4))
 
-    ``E[(1 + 2x^2)^2] = 1 + 4(mu^2 + s^2) + 4(mu^4 + 6 mu^2 s^2 + 3 s^4)``. The theory holds
-    ``D`` at this value (its relative fluctuations are ``O(N^-1/2)``).
-    """
+
+def reference_D_expected(means, stds, class_sizes):
+    """``E[D] = sum_c n_c E[(1 + 2 x^2)^2]`` for the reference Erf NTK (MATH.md 8.1)."""
     means, stds, cs = _check_setting(means, stds, class_sizes)
-    m2 = means ** 2 + stds ** 2
-    m4 = means ** 4 + 6 * means ** 2 * stds ** 2 + 3 * stds ** 4
-    return float(np.sum(cs * (1.0 + 4.0 * m2 + 4.0 * m4)))
+    return float(np.sum(cs * _q2_mean(means, stds)))
+
+
+def reference_rest_of_D(means, stds, D):
+    """The part of ``D`` that the theory holds fixed, per case of eq. 27 (reference Erf NTK).
+
+    ``D = sum_k (1 + 2 x_k^2)^2``: for a pair ``(i, j)`` the terms ``k = i, j`` are kept
+    exactly (they correlate with ``k(x_i, x_j)``) and the other ``N - 2`` (``N - 1`` when
+    ``i = j``) are replaced by their expectation; ``D`` is ``E[D]``. Returns
+    ``(same_sample[c], same_class[c], cross[c, d])`` of ``D - E[own terms]``. The remaining
+    fluctuations of the rest are ``O(N^-1/2)`` and leave an ``O(1/N)`` bias against Monte Carlo.
+    """
+    m4 = _q2_mean(means, stds)
+    return D - m4, D - 2.0 * m4, D - m4[:, None] - m4[None, :]
 
 
 def _normal_nodes(stds, n_nodes):
@@ -427,8 +445,8 @@ def kernel_cases_quadrature(means, stds, kernel: str, D=None, n_nodes: int | Non
     """The three cases of eq. 27 by numerical quadrature of the exact expectation.
 
     Exact up to quadrature error for kernels smooth in ``x`` (Erf); no sign assumption.
-    For ``"erf_ntk_reference"``, ``D = sum_k (1 + 2 x_k^2)^2`` keeps the pair's own terms
-    exactly and replaces the other ``N - 2`` (or ``N - 1``) terms by their expectation.
+    For ``"erf_ntk_reference"``, ``D = E[sum_k (1 + 2 x_k^2)^2]``: the pair's own terms are
+    integrated exactly and the rest held at its mean, as in the series (:func:`reference_rest_of_D`).
     (ReLU's kink at 0 makes quadrature slow to converge: use ``relu_cases(..., assumption1=False)``.)
     """
     means, stds, _ = _check_setting(means, stds)
@@ -438,21 +456,17 @@ def kernel_cases_quadrature(means, stds, kernel: str, D=None, n_nodes: int | Non
     z, w = _normal_nodes(stds, n_nodes)                              # E over N(0, 1)
     C = means.size
     xs = means[:, None] + stds[:, None] * z[None, :]                  # (C, n_nodes)
-    q = 1.0 + 2.0 * xs * xs
-    m4 = (1.0 + 4.0 * (means ** 2 + stds ** 2)
-          + 4.0 * (means ** 4 + 6 * means ** 2 * stds ** 2 + 3 * stds ** 4))   # E[(1 + 2x^2)^2]
+    q = (1.0 + 2.0 * xs * xs) ** 2                                    # each sample's term of D
+    if variant == "reference":
+        R_a, R_b, R_e = reference_rest_of_D(means, stds, D)
+        D_a = lambda c: R_a[c] + q[c]
+        D_pair = lambda c, d: (R_b[c] if c == d else R_e[c, d]) + q[c][:, None] + q[d][None, :]
+    else:
+        D_a = D_pair = lambda *_: None
 
-    def D_of(c, d, same):
-        # reference variant: the pair's own terms of D exactly, the rest of the dataset at its mean
-        if variant != "reference":
-            return None
-        if same:
-            return D - m4[c] + q[c] ** 2
-        return D - m4[c] - m4[d] + q[c][:, None] ** 2 + q[d][None, :] ** 2
-
-    same_sample = np.array([np.sum(w * kernel_1d(xs[c], xs[c], kernel, D_of(c, c, True))) for c in range(C)])
+    same_sample = np.array([np.sum(w * kernel_1d(xs[c], xs[c], kernel, D_a(c))) for c in range(C)])
     W2 = w[:, None] * w[None, :]
-    pair = lambda c, d: float(np.sum(W2 * kernel_1d(xs[c][:, None], xs[d][None, :], kernel, D_of(c, d, False))))
+    pair = lambda c, d: float(np.sum(W2 * kernel_1d(xs[c][:, None], xs[d][None, :], kernel, D_pair(c, d))))
     same_class = np.array([pair(c, c) for c in range(C)])
     cross = np.full((C, C), np.nan)
     for c in range(C):
@@ -470,9 +484,9 @@ def _quadrature_cached(means, stds, kernel, D):
 @lru_cache(maxsize=None)
 def _erf_cases_lambdified(get, variant, order):
     a, b, cross, syms = erf_cases_sym(get, variant, order)
-    fa = [sp.lambdify(syms, a[c], "numpy") for c in range(2)]
-    fb = [sp.lambdify(syms, b[c], "numpy") for c in range(2)]
-    fe = sp.lambdify(syms, cross[0][1], "numpy")
+    fa = [sp.lambdify(syms, a[c], "numpy", cse=True) for c in range(2)]
+    fb = [sp.lambdify(syms, b[c], "numpy", cse=True) for c in range(2)]
+    fe = sp.lambdify(syms, cross[0][1], "numpy", cse=True)
     return fa, fb, fe
 
 
@@ -480,7 +494,8 @@ def erf_cases_series(means, stds, kernel: str = "erf_nngp", order: int = 2, D=No
     """App. E: the Erf cases of eq. 27 from the truncated Gaussian Taylor series (two classes).
 
     ``order`` 0 keeps only ``k(mu, mu')`` (the data collapsed to the class means); 2 adds the
-    ``s^2`` terms (the leading within-class variance); 4 the ``s^4`` terms.
+    ``s^2`` terms (the leading within-class variance); 4 the ``s^4`` terms. For the reference
+    NTK, ``D = E[sum_k (1 + 2 x_k^2)^2]`` (see :func:`reference_rest_of_D`).
     """
     act, get, variant = _check_kernel(kernel)
     if act != "erf":
@@ -491,10 +506,15 @@ def erf_cases_series(means, stds, kernel: str = "erf_nngp", order: int = 2, D=No
     if variant == "reference" and D is None:
         raise ValueError("D is required for 'erf_ntk_reference' (see reference_D_expected)")
     fa, fb, fe = _erf_cases_lambdified(get, variant, int(order))
-    args = (means[0], means[1], stds[0], stds[1], 1.0 if D is None else float(D))
-    same_sample = np.array([float(fa[c](*args)) for c in range(2)])
-    same_class = np.array([float(fb[c](*args)) for c in range(2)])
-    e = float(fe(*args))
+    if variant == "reference":
+        R_a, R_b, R_e = reference_rest_of_D(means, stds, float(D))
+    else:
+        R_a = R_b = np.ones(2)
+        R_e = np.ones((2, 2))
+    args = lambda R: (means[0], means[1], stds[0], stds[1], float(R))
+    same_sample = np.array([float(fa[c](*args(R_a[c]))) for c in range(2)])
+    same_class = np.array([float(fb[c](*args(R_b[c]))) for c in range(2)])
+    e = float(fe(*args(R_e[0, 1])))
     return KernelCases(same_sample, same_class, np.array([[np.nan, e], [e, np.nan]]))
 
 
@@ -503,7 +523,8 @@ def theory_cases(means, stds, class_sizes, kernel: str, method: str) -> KernelCa
 
     ``method``: ``"derived"`` (ReLU under Assumption 1; Erf: series to order 2),
     ``"series4"`` (Erf series to order 4), ``"exact"`` (ReLU closed form without
-    Assumption 1; Erf by quadrature). The reference Erf NTK holds ``D`` at its expectation.
+    Assumption 1; Erf by quadrature). The reference Erf NTK keeps each pair's own terms of
+    ``D`` and holds the rest at its expectation (:func:`reference_rest_of_D`), in all methods.
     """
     check_choice(method, ("derived", "series4", "exact"), "method")
     act, get, variant = _check_kernel(kernel)
