@@ -152,12 +152,16 @@ def means(table):
 
 
 m = means(pd.concat([fcn, kern], ignore_index=True))
-wide = m.pivot_table(index=["activation", "N", "d0"], columns="model", values="mean")
+wide = m.pivot_table(index=["activation", "N", "d0"], columns="model", values="mean", dropna=False)
+# runs left out of each cell mean (diverged, or NC1 not finite): the claims below report them
+excluded = m.pivot_table(index=["activation", "N", "d0"], columns="model", values="n_excluded", dropna=False)
 lo, hi = wide[["nngp", "ntk"]].min(axis=1), wide[["nngp", "ntk"]].max(axis=1)
 tol = 0.02   # log10: closer than this to the NNGP counts as "at the NNGP" (the repeat-to-repeat spread is larger)
 wide["2l-fcn vs kernels"] = np.select(
-    [(wide["2l-fcn"] - wide["nngp"]).abs() < tol, wide["2l-fcn"] < lo, wide["2l-fcn"] > hi],
-    [f"at the NNGP (within {tol})", "below both", "above both"], "between")
+    [wide[["2l-fcn", "nngp", "ntk"]].isna().any(axis=1),
+     (wide["2l-fcn"] - wide["nngp"]).abs() < tol, wide["2l-fcn"] < lo, wide["2l-fcn"] > hi],
+    ["no finite run", f"at the NNGP (within {tol})", "below both", "above both"], "between")
+wide["runs left out"] = excluded.sum(axis=1).astype(int)
 wide["2l-fcn - nngp"] = wide["2l-fcn"] - wide["nngp"]
 display(wide.round(3))
 print(wide.groupby("activation")["2l-fcn vs kernels"].value_counts().to_string())
@@ -174,10 +178,12 @@ print(wide.groupby("activation")["2l-fcn vs kernels"].value_counts().to_string()
 
 # %%
 fcn["dlog10_nc1_training"] = np.log10(fcn.nc1) - np.log10(fcn.nc1_init)
-moved = fcn.groupby(["activation", "N", "d0"]).agg(
+fin = fcn[fcn.finite]          # diverged runs (NC1 NaN) are counted in the last column, not averaged
+moved = fin.groupby(["activation", "N", "d0"]).agg(
     log10_nc1_init=("nc1_init", lambda v: float(np.mean(np.log10(v)))),
     log10_nc1_final=("nc1", lambda v: float(np.mean(np.log10(v)))),
-    change=("dlog10_nc1_training", "mean"))
+    change=("dlog10_nc1_training", "mean")).reindex(wide.index)
+moved["runs left out"] = (~fcn.finite).groupby([fcn.activation, fcn.N, fcn.d0]).sum().reindex(wide.index)
 moved["final - nngp"] = wide["2l-fcn - nngp"]
 display(moved.round(3))
 for act in ("erf", "relu"):
@@ -269,7 +275,9 @@ for act, r in curves.items():
 # %% [markdown]
 # ## The paper's claims about the trained network
 #
-# Each verdict below is computed from the tables above by the stated rule.
+# Each verdict below is computed from the tables above by the stated rule. A claim that rests on
+# cell means from which runs had to be left out (a run that diverged, or whose NC1 is not finite)
+# is *undecided*, and its evidence says how many runs were left out.
 #
 # * Claim 4: ReLU gives higher NC1 than Erf for every $d_0$, for the kernels and for the trained
 #   2L-FCN (Section 5.4: "the Erf case in Figure 2(c) still exhibits more collapse than the ReLU
@@ -280,33 +288,43 @@ for act, r in curves.items():
 #   2L-FCN has lower NC1 than both the NNGP and the NTK.
 
 # %%
-def cell_means(model, act):
-    return wide["2l-fcn" if model == "2l-fcn" else model].xs(act, level="activation")
+def decide(ok, left_out):
+    """A verdict from per-cell checks: undecided (None) when runs it rests on were left out of the
+    cell means (diverged or non-finite NC1), otherwise whether every cell passes."""
+    return None if left_out > 0 else bool(ok.all())
+
+
+def left_out_note(left_out):
+    return f"{left_out} runs left out of the cell means (diverged or non-finite NC1); " if left_out else ""
 
 
 claims = []
 for model in ("2l-fcn", "nngp", "ntk"):
-    diff = cell_means(model, "relu") - cell_means(model, "erf")
+    diff = (wide[model].xs("relu", level="activation") - wide[model].xs("erf", level="activation")).dropna()
+    k = int(excluded[model].sum())
     claims.append(Claim(
         f"4 ({model})", "ReLU gives higher NC1 than Erf for every d0" + (" (trained network)" if model == "2l-fcn" else ""),
-        "mean log10 NC1 of ReLU > that of Erf in every (N, d0) cell",
-        bool((diff > 0).all()),
-        f"{int((diff > 0).sum())} of {diff.size} cells; smallest gap {diff.min():.2f} (log10) at "
-        f"(N, d0) = {tuple(int(v) for v in diff.idxmin())}"))
+        "mean log10 NC1 of ReLU > that of Erf in every (N, d0) cell; undecided if any run was left out",
+        decide(diff > 0, k),
+        left_out_note(k) + f"{int((diff > 0).sum())} of {diff.size} cells with finite means; smallest gap "
+        f"{diff.min():.2f} (log10) at (N, d0) = {tuple(int(v) for v in diff.idxmin())}"))
 big = wide.reset_index()
 big = big[(big.N == max(Ns)) & (big.d0 >= 32)]
+k_big = int(excluded.reset_index().loc[big.index, ["2l-fcn", "nngp", "ntk"]].to_numpy().sum())
 below = big["2l-fcn"] < np.minimum(big["nngp"], big["ntk"])
 claims.append(Claim(
     "5 (2L-FCN premise)", "at the larger N and d0 the trained 2L-FCN has lower NC1 than the NNGP and the NTK",
-    f"N = {max(Ns)}, d0 >= 32: mean log10 NC1 of the 2L-FCN < min(NNGP, NTK), both activations",
-    bool(below.all()),
-    "; ".join(f"{a} d0={d}: fcn {f:.2f} vs nngp {n:.2f}, ntk {t:.2f}" for a, d, f, n, t in
-              zip(big.activation, big.d0, big["2l-fcn"], big["nngp"], big["ntk"]))))
+    f"N = {max(Ns)}, d0 >= 32: mean log10 NC1 of the 2L-FCN < min(NNGP, NTK), both activations; "
+    f"undecided if any run was left out",
+    decide(below, k_big),
+    left_out_note(k_big) + "; ".join(f"{a} d0={d}: fcn {f:.2f} vs nngp {n:.2f}, ntk {t:.2f}" for a, d, f, n, t in
+                                     zip(big.activation, big.d0, big["2l-fcn"], big["nngp"], big["ntk"]))))
+n_div = int(fcn.diverged.sum())
 claims.append(Claim(
     "terminal phase", "1000 epochs of GD reach the terminal phase (zero training error)",
-    "every run of the sweep has training accuracy 1 at the last epoch",
-    bool(frac_zero == 1.0), f"{frac_zero:.1%} of runs; NC1 still falling (>1% over the last tenth) in "
-                            f"{frac_falling:.1%} of runs"))
+    "every run of the sweep has training accuracy 1 at the last epoch (a diverged run has not)",
+    bool(frac_zero == 1.0), f"{frac_zero:.1%} of runs; {n_div} of {len(fcn)} runs diverged; NC1 still falling "
+                            f"(>1% over the last tenth) in {frac_falling:.1%} of runs"))
 pd.set_option("display.max_colwidth", None)
 display(claims_table(claims))
 
@@ -323,17 +341,28 @@ display(claims_table(claims))
 # paper's grid.
 
 # %%
+def relative_to(gap, name):
+    """Where values lie relative to a reference, from gap = value - reference (log10), in words."""
+    g_lo, g_hi = gap.min(), gap.max()
+    if g_hi < 0:
+        return f"{-g_hi:.3f} to {-g_lo:.3f} below the {name}"
+    if g_lo > 0:
+        return f"{g_lo:.3f} to {g_hi:.3f} above the {name}"
+    return f"between {-g_lo:.3f} below and {g_hi:.3f} above the {name}"
+
+
 findings = []
 for act in ("erf", "relu"):
     mv = moved.xs(act, level="activation")
-    w = wide.xs(act, level="activation")
+    w = wide.xs(act, level="activation").dropna(subset=["2l-fcn", "nngp", "ntk"])
     findings.append(
         f"{act}: training changes log10 NC1 by {mv.change.mean():+.3f} on average over the cells "
         f"(range {mv.change.min():+.3f} to {mv.change.max():+.3f}); the trained network ends "
         f"{(w['2l-fcn'] - w['nngp']).abs().max():.3f} or less (log10) from the limiting NNGP and "
-        f"{(w['ntk'] - w['2l-fcn']).min():.3f} to {(w['ntk'] - w['2l-fcn']).max():.3f} below the NTK.")
+        f"{relative_to(w['2l-fcn'] - w['ntk'], 'NTK')}"
+        + (f" ({int(mv['runs left out'].sum())} diverged runs left out)." if mv["runs left out"].sum() else "."))
 findings.append(f"terminal phase: {frac_zero:.0%} of runs at zero training error after {epochs} epochs; "
                 f"NC1 flat within 1% over the last tenth in {frac_flat:.0%} of runs.")
 for c in claims:
-    findings.append(f"claim {c.number}: {c.verdict}.")
+    findings.append(f"claim {c.number}: {c.verdict}" + (f" ({c.evidence.split(';')[0]})" if c.holds is None else "") + ".")
 print("\n".join(findings))
