@@ -740,8 +740,13 @@ class EoSModel:
         self.label = label
         self.name = f"eos-{variant}" + (f"-{label}" if label else "")
 
+    def cost(self, spec, repeats: int) -> float:
+        """Relative cost of one sweep cell: an evaluation is ~N^3 (potrf, potri) plus 2 N^2 d0 (products)."""
+        return float(repeats) * len(self.schedule) * spec.N ** 2 * (spec.N + 2 * spec.d0)
+
     def config(self) -> dict:
-        return {"variant": self.variant, "h_stops": list(self.h_stops), "schedule": list(self.schedule),
+        # "solver" names the solver's revision, so that cached cells of an older solver are not reused
+        return {"solver": "backward-error/anderson-across-steps", "variant": self.variant, "h_stops": list(self.h_stops), "schedule": list(self.schedule),
                 "method": self.method, "tol": self.tol, "rtol": self.rtol, "maxiter": self.maxiter,
                 "inner_maxiter": self.inner_maxiter, "sigma_w2": self.sigma_w2, "sigma_a2": self.sigma_a2,
                 "sigma2": self.sigma2}
