@@ -126,6 +126,17 @@ def test_relu_assumption1_breaks_but_exact_holds():
     assert mc.sign_violations.mean() > 0
 
 
+@pytest.mark.parametrize("mu, cs", [((-1.0, 1.0), (16, 16)), ((-1.0, 2.0), (8, 24))])
+def test_relu_exact_tr_b_without_assumption1(mu, cs):
+    # |mu|/s = 1, 2: sign flips are frequent, so the cross-class case E[x+]E[x'+] + E[x-]E[x'-] is far from 0;
+    # setting it to 0 moves E Tr B by 27 (imbalanced) to 71 (balanced) standard errors
+    s = (1.0, 1.0)
+    mc = T.monte_carlo(mu, s, cs, "relu_nngp", 20000, seed=5)
+    mb, sb = mc.mean_se("tr_b")
+    _, tb_exact = T.relu_cases(mu, s, assumption1=False).traces(cs)
+    assert abs(tb_exact - mb) < 4 * sb
+
+
 @pytest.mark.parametrize("kernel", ["erf_nngp", "erf_ntk", "erf_ntk_reference"])
 def test_erf_quadrature_agrees_with_mc(kernel):
     # the reference NTK's D = sum_k (1 + 2 x_k^2)^2 is held at its mean: an O(1/N) bias
@@ -150,6 +161,35 @@ def test_erf_series_vs_quadrature_small_s(kernel):
         assert abs(s4 / ex - 1) < abs(s2 / ex - 1)       # the next order helps
     assert errs[1][0] < 0.02
     assert errs[1][0] < errs[0][0] / 3                    # relative error of the s^2 term is O(s^2)
+
+
+@pytest.mark.parametrize("kernel", ["erf_nngp", "erf_ntk", "erf_ntk_reference"])
+def test_erf_series_cross_term_and_tr_b_vs_quadrature(kernel):
+    # asymmetric classes (a swap of mu1/mu2 or s1/s2 would show); compare the s-corrections
+    # (series of order 2 or 4 minus order 0, i.e. minus k(mu, mu')) with quadrature minus order 0
+    mu, s, cs = (-1.5, 2.5), (0.1, 0.15), (12, 20)
+    D = T.reference_D_expected(mu, s, cs)
+    ex = T.theory_cases(mu, s, cs, kernel, "exact")
+    ser = {o: T.erf_cases_series(mu, s, kernel, o, D) for o in (0, 2, 4)}
+    for get in (lambda c: c.cross[0, 1], lambda c: c.cross[1, 0], lambda c: c.traces(cs)[1]):
+        c0 = get(ser[0])
+        rel = {o: abs((get(ser[o]) - c0) / (get(ex) - c0) - 1) for o in (2, 4)}
+        assert rel[2] < 0.02                       # the s^2 terms carry the correction
+        assert rel[4] < 1e-3 and rel[4] < rel[2] / 5   # the s^4 terms make it better
+
+
+def test_erf_reference_series_and_quadrature_treat_D_alike():
+    # both keep the pair's own terms of D = sum_k (1 + 2 x_k^2)^2 and hold the rest at its mean,
+    # so the order-4 series converges to the quadrature as s/|mu| -> 0 (MATH.md 8.1)
+    mu, cs = (-2.0, 2.0), (16, 16)
+    errs = []
+    for s in (0.5, 0.25, 0.125):
+        ex = T.theory_cases(mu, (s, s), cs, "erf_ntk_reference", "exact").traces(cs)
+        s4 = T.theory_cases(mu, (s, s), cs, "erf_ntk_reference", "series4").traces(cs)
+        s2 = T.theory_cases(mu, (s, s), cs, "erf_ntk_reference", "derived").traces(cs)
+        errs.append(max(abs(a / b - 1) for a, b in zip(s4, ex)))
+        assert errs[-1] < max(abs(a / b - 1) for a, b in zip(s2, ex))
+    assert errs[2] < errs[1] / 8 < errs[0] / 64 and errs[2] < 1e-4
 
 
 # ---------------------------------------------------------------- bad input
