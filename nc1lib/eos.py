@@ -48,7 +48,7 @@ import scipy.optimize
 from scipy.linalg import blas, lapack
 
 from ._validate import as_float_array, check_choice, check_class_sizes, check_positive
-from .nc1 import _block_sums, traces_from_block_sums
+from .nc1 import traces_from_block_sums
 
 VARIANTS = ("derived", "reference")
 METHODS = ("auto", "fixed-point", "newton-krylov", "lbfgs")
@@ -507,6 +507,8 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
         raise ValueError(f"schedule must be a non-empty sequence of positive factors, got {schedule!r}")
     cs = None if class_sizes is None else check_class_sizes(class_sizes, X.shape[0])
     N, d0 = X.shape
+    if cs is not None:          # class indicators: the class-block sums of Q are onehot^T Q onehot
+        onehot = (np.repeat(np.arange(len(cs)), cs)[:, None] == np.arange(len(cs))[None, :]).astype(float)
     Sigma = (sigma_w2 / d0) * np.eye(d0) if Sigma0 is None else _check_sigma(Sigma0, d0)
     pb = _Problem(X, y, sigma_w2, sigma_a2, sigma2, variant, tol, rtol)
 
@@ -555,7 +557,7 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
                      message="" if ok else (msg + "; " if msg else "") + pb.criterion)
         if cs is not None:
             # Theorem 4.1: the traces need only Tr Q and the class-block sums of Q
-            trQ, blocks, sizes = float(np.trace(state.Q)), _block_sums(state.Q, cs), [int(c) for c in cs]
+            trQ, blocks, sizes = float(np.trace(state.Q)), onehot.T @ (state.Q @ onehot), [int(c) for c in cs]
             st.tr_w, st.tr_b = (float(v) for v in traces_from_block_sums(trQ, blocks, sizes, "paper"))
             st.nc1 = st.tr_w / st.tr_b
             tws, tbs = traces_from_block_sums(trQ, blocks, sizes, "sample")

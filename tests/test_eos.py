@@ -114,6 +114,9 @@ def test_solvers_agree_on_the_derived_variant():
     # the annealing path changes Sigma (the data term acts) and the NC1 is recorded at every step
     assert np.abs(fp.Sigma - np.eye(4) / 4).max() > 1e-3
     assert np.all(np.isfinite(fp.table().nc1))
+    # the per-step NC1 (class-block sums of Q) is Theorem 4.1's NC1 of the returned kernel
+    assert fp.steps[-1].nc1 == pytest.approx(nc1lib.nc1_from_gram(fp.Q, ds.class_sizes), rel=1e-10)
+    assert fp.steps[-1].nc1_sample == pytest.approx(nc1lib.nc1_from_gram(fp.Q, ds.class_sizes, "sample"), rel=1e-10)
 
 
 def test_lbfgs_stopping_above_the_tolerance_is_polished():
