@@ -11,7 +11,7 @@ from .nc1 import (FeatureNC1, covariance_traces_from_gram, labels_from_class_siz
 from .kernels import kernel_fn, nngp_gram, ntk_gram
 from .sweep import KernelModel, grid, kernel_block_sums, sweep
 from .plots import nc1_vs_d0, summarise
-from .claims import Claim, claims_table
+from .claims import Claim, claims_table, show_claims
 from .fcn import FCNModel, FCNResult, train_fcn
 from .eos import (PAPER_TOL, REFERENCE_SCHEDULE, EoSConvergenceError, EoSModel, EoSResult, adaptive_kernel,
                   annealing_schedule, free_energy, solve_eos)
@@ -22,7 +22,7 @@ __all__ = [
     "FeatureNC1", "covariance_traces_from_gram", "labels_from_class_sizes", "nc1_from_features",
     "nc1_from_gram", "nc1_of_data", "relative_nc1", "kernel_fn", "nngp_gram", "ntk_gram",
     "KernelModel", "grid", "kernel_block_sums", "sweep", "nc1_vs_d0", "summarise", "Claim",
-    "claims_table", "FCNModel", "FCNResult", "train_fcn", "EoSModel", "EoSResult", "solve_eos",
+    "claims_table", "show_claims", "FCNModel", "FCNResult", "train_fcn", "EoSModel", "EoSResult", "solve_eos",
     "EoSConvergenceError", "PAPER_TOL", "REFERENCE_SCHEDULE", "adaptive_kernel", "annealing_schedule", "free_energy",
     "theory1d",
 ]

@@ -60,6 +60,33 @@ def claims_table(claims) -> pd.DataFrame:
     return df.set_index("claim")
 
 
+#: MIME type under which :func:`show_claims` attaches the claims to a notebook output; the book
+#: build (tools/build_book.py) collects them from the executed notebooks into its summary page.
+CLAIMS_MIME = "application/vnd.nc1lib.claims+json"
+
+
+def show_claims(claims) -> None:
+    """Display the claims table in a notebook, with the records attached for the book's summary.
+
+    The output carries the table as HTML and text, and the same claims as JSON under
+    :data:`CLAIMS_MIME`, so the summary page is read from the executed notebooks themselves and
+    can never disagree with what a chapter shows.
+    """
+    from IPython.display import display
+
+    display(claims_bundle(claims), raw=True)
+
+
+def claims_bundle(claims) -> dict:
+    """The MIME bundle :func:`show_claims` displays: the table as HTML and text, the claims as JSON."""
+    claims = list(claims)
+    table = claims_table(claims)
+    records = [{"number": str(c.number), "statement": c.statement, "rule": c.rule, "verdict": c.verdict,
+                "evidence": c.evidence} for c in claims]
+    with pd.option_context("display.max_colwidth", None):
+        return {"text/html": table.to_html(), "text/plain": repr(table), CLAIMS_MIME: records}
+
+
 # ---------------------------------------------------------------------------------------------
 # Rules for the claims about the limiting kernels (chapter 2). Each takes a sweep table of
 # KernelModel runs (nc1lib.sweep.sweep) and returns a Claim; ``holds`` is None ("undecided")

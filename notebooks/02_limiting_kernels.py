@@ -56,7 +56,7 @@ import pandas as pd
 from IPython.display import display
 
 from nc1lib import D1
-from nc1lib.claims import cell_means, claims_table, kernel_claims, ntk_minus_nngp
+from nc1lib.claims import cell_means, kernel_claims, ntk_minus_nngp, show_claims
 from nc1lib.plots import nc1_vs_d0
 from nc1lib.sweep import KernelModel, grid, sweep
 
@@ -257,8 +257,7 @@ display(pd.DataFrame(rows).T)
 
 # %%
 claims = kernel_claims(table)
-with pd.option_context("display.max_colwidth", None):
-    display(claims_table(claims))
+show_claims(claims)
 
 # %% [markdown]
 # The claims table is this chapter's summary: each row states the rule its verdict was computed

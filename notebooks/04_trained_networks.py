@@ -48,7 +48,7 @@ import pandas as pd
 from IPython.display import display
 
 from nc1lib import D1
-from nc1lib.claims import Claim, claims_table
+from nc1lib.claims import Claim, show_claims
 from nc1lib.fcn import PAPER_DEFAULTS, FCNModel, train_fcn, train_flops
 from nc1lib.plots import nc1_vs_d0, summarise
 from nc1lib.sweep import KernelModel, grid, sweep
@@ -325,8 +325,7 @@ claims.append(Claim(
     "every run of the sweep has training accuracy 1 at the last epoch (a diverged run has not)",
     bool(frac_zero == 1.0), f"{frac_zero:.1%} of runs; {n_div} of {len(fcn)} runs diverged; NC1 still falling "
                             f"(>1% over the last tenth) in {frac_falling:.1%} of runs"))
-pd.set_option("display.max_colwidth", None)
-display(claims_table(claims))
+show_claims(claims)
 
 # %% [markdown]
 # ## Reading the results

@@ -56,7 +56,7 @@ from IPython.display import display
 
 import nc1lib
 from nc1lib import D1, D1_imbalanced, FourClass, IMBALANCED_SPLITS
-from nc1lib.claims import Claim, claims_table
+from nc1lib.claims import Claim, show_claims
 from nc1lib.eos import EoSModel
 from nc1lib.fcn import PAPER_DEFAULTS, FCNModel
 from nc1lib.plots import nc1_vs_d0, summarise
@@ -501,6 +501,5 @@ for c, t in trend.items():
 
 # %%
 pool.shutdown()
-with pd.option_context("display.max_colwidth", None):
-    display(claims_table(claims))
+show_claims(claims)
 print(f"chapter executed in {time.perf_counter() - t_start:.1f} s (profile={profile})")

@@ -77,3 +77,31 @@ def test_a_notebook_that_raises_fails_the_build(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="deliberately broken"):
         execute("broken", "quick", force=True, src_dir=tmp_path, out_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "broken.stamp").exists()
+
+
+def test_every_paper_claim_is_in_the_summary(built_book):
+    html = (built_book / "book" / "generated" / "claims_summary.html").read_text()
+    assert "no chapter reports in this build: none." in html, "some claim of the paper has no verdict in the book"
+    assert "Chapters not executed" not in html
+    for name in toc_notebooks():
+        if name != "07_reference_audit":     # the audit re-derives chapter 2's claims, it adds none
+            assert f"{name}.html" in html, f"the summary has no verdict from {name}"
+
+
+def test_claims_summary_is_read_from_the_notebook_outputs(tmp_path):
+    import nbformat
+    from build_book import write_claims_summary
+    from nc1lib.claims import Claim, claims_bundle
+
+    claims = [Claim(3, "a statement | with a pipe", "a rule", True, "e"), Claim("8b (x)", "s", "r", None, "e")]
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("show_claims(claims)", outputs=[   # what show_claims displays
+            nbformat.v4.new_output("display_data", data=claims_bundle(claims))])])
+    nbformat.write(nb, tmp_path / "ch.ipynb")
+    text = write_claims_summary(["ch", "absent"], "quick", out_dir=tmp_path).read_text()
+    assert "| 3 | a statement \\| with a pipe | **holds** | {doc}`A chapter <ch>` |" in text
+    assert "| 8b (x) | s | **undecided** |" in text
+    assert "2 verdicts**: 1 hold, 0 do not hold, 1 undecided" in text
+    assert "no chapter reports in this build: 1, 2, 4, 5, 6, 7, 9." in text
+    assert "absent" in text.split("not executed")[1]

@@ -28,10 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "book" / "generated"
 
 
+#: Generated pages that are not notebooks: written by this tool from the executed chapters.
+SUMMARY = "claims_summary"
+#: The paper's claims, as EXPERIMENTS.md numbers them; the summary says which ones no chapter checked.
+PAPER_CLAIMS = range(1, 10)
+
+
 def toc_notebooks() -> list[str]:
-    """Names of the generated chapters, in the order of ``_toc.yml``."""
+    """Names of the generated chapters (notebooks), in the order of ``_toc.yml``."""
     text = (ROOT / "_toc.yml").read_text()
-    return re.findall(r"file:\s*book/generated/([\w\-]+)", text)
+    return [n for n in re.findall(r"file:\s*book/generated/([\w\-]+)", text) if n != SUMMARY]
 
 
 def stamp_for(src: Path, profile: str) -> str:
@@ -86,6 +92,68 @@ def _show_only_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _claims_of(path: Path):
+    """The chapter's title and the claims its ``nc1lib.show_claims`` outputs carry."""
+    import nbformat
+    from nc1lib.claims import CLAIMS_MIME
+
+    nb = nbformat.read(path, as_version=4)
+    title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
+                  for line in c.source.splitlines() if line.startswith("# ")), path.stem)
+    found = [rec for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+             for rec in out.get("data", {}).get(CLAIMS_MIME, [])]
+    return title, found
+
+
+def write_claims_summary(names: list[str], profile: str, out_dir: Path = GENERATED) -> Path:
+    """``book/generated/claims_summary.md``: every claim verdict of the executed chapters, one table.
+
+    Read from the notebooks' outputs (``nc1lib.show_claims``), so it always matches the chapters;
+    a paper claim that no chapter reports is listed as such, and so is a chapter not executed.
+    """
+    def cell(text):
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    rows, missing_chapters = [], []
+    for name in names:
+        path = out_dir / f"{name}.ipynb"
+        if not path.exists():
+            missing_chapters.append(name)
+            continue
+        title, found = _claims_of(path)
+        for rec in found:
+            rows.append((rec, name, title))
+    base = [int(m.group()) if (m := re.match(r"\d+", r["number"])) else None for r, _, _ in rows]
+    counts = {v: sum(r["verdict"] == v for r, _, _ in rows) for v in ("holds", "does not hold", "undecided")}
+    lines = [
+        "# The claims at a glance", "",
+        "Every verdict of the book in one table, collected from the executed chapters when the book was "
+        f"built (profile `{profile}`). Each verdict is computed in its chapter by the rule stated there, "
+        "beside the numbers it rests on; follow the link for the figure and the evidence. A claim checked "
+        "under several settings (a variant, a convention, a model) has one row per setting.", "",
+        f"**{len(rows)} verdicts**: {counts['holds']} hold, {counts['does not hold']} do not hold, "
+        f"{counts['undecided']} undecided.", "",
+        "| claim | statement | verdict | chapter |", "| --- | --- | --- | --- |"]
+    order = sorted(range(len(rows)), key=lambda i: (base[i] is None, base[i] or 0, i))
+    for i in order:
+        rec, name, title = rows[i]
+        lines.append(f"| {cell(rec['number'])} | {cell(rec['statement'])} | **{rec['verdict']}** | "
+                     f"{{doc}}`{cell(title)} <{name}>` |")
+    unchecked = [n for n in PAPER_CLAIMS if n not in base]
+    lines.append("")
+    lines.append("Claims of the paper (EXPERIMENTS.md numbering) that no chapter reports in this build: "
+                 + (", ".join(map(str, unchecked)) if unchecked else "none") + ".")
+    if missing_chapters:
+        lines += ["", "Chapters not executed in this build (their claims are absent): "
+                  + ", ".join(missing_chapters) + "."]
+    out = out_dir / f"{SUMMARY}.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"[book] {SUMMARY}: {len(rows)} verdicts from {len(names) - len(missing_chapters)} chapters; "
+          f"paper claims not reported: {unchecked or 'none'}", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", choices=["quick", "full"], default="quick")
@@ -102,6 +170,7 @@ def main(argv=None) -> int:
         if name not in names:
             raise SystemExit(f"--only {name}: not a chapter of _toc.yml (chapters: {', '.join(names)})")
         execute(name, args.profile, args.force)
+    write_claims_summary(names, args.profile)
     if args.no_html:
         return 0
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--path-output", args.output,
