@@ -373,10 +373,17 @@ class _Problem:
         self.d0 = X.shape[1]
         self.tol, self.rtol = tol, rtol
         self.nfev, self.its, self.last = 0, 0, (np.nan, np.nan)
+        self.last_state = None
 
     def evaluate(self, S) -> _State:
         self.nfev += 1
-        return _evaluate(self.X, self.y, S, self.sigma_a2, self.sigma2, self.variant)
+        self.last_state = _evaluate(self.X, self.y, S, self.sigma_a2, self.sigma2, self.variant)
+        return self.last_state
+
+    def state_at(self, S) -> _State:
+        """The state at S: the last evaluation if it was at S (Newton-Krylov's last call usually is), else a new one."""
+        st = self.last_state
+        return st if st is not None and np.array_equal(st.Sigma, S) else self.evaluate(S)
 
     def measure(self, state, h):
         self.last = _measure(state, h, self.d0, self.sigma_w2)
@@ -537,7 +544,8 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
                 Sigma, its, msg, fallback = _lbfgs_polished(pb, Sigma, factor, maxiter, inner_maxiter)
             if state is None or state.Sigma is not Sigma:
                 Sigma = 0.5 * (Sigma + Sigma.T)
-                state = pb.evaluate(Sigma)
+                state = pb.state_at(Sigma)
+                Sigma = state.Sigma
             res, eta = pb.measure(state, factor)
         except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
             failed = f"step {k} (h = {factor:g}) failed: {e}"
