@@ -429,13 +429,15 @@ def reference_rest_of_D(means, stds, D):
 def _normal_nodes(stds, n_nodes):
     """Nodes ``z`` and weights for ``E f(z)``, ``z ~ N(0, 1)``: a trapezoid rule on [-9, 9].
 
-    Spectrally accurate for smooth integrands once the grid resolves them; the Erf kernels
-    vary on a scale ~1 in ``x`` near 0, so the spacing in ``x`` (``s * dz``) is kept <= 0.03
-    (Gauss-Hermite with a fixed 80 nodes was off by 1% at s = 4).
+    For an integrand analytic in a strip ``|Im x| < d`` the trapezoid error falls like
+    ``exp(-2 pi d / h)`` with ``h`` the spacing in ``x`` (``s * dz``); the Erf kernels'
+    nearest singularities are at ``Im x = +-1/sqrt(2)``, so ``h <= 0.1`` gives rounding-level
+    accuracy (checked against ``h = 0.03``: relative differences <= 1e-15 for s in 0.05-4).
+    (Gauss-Hermite with a fixed 80 nodes was off by 1% at s = 4.)
     """
     L = 9.0
     if n_nodes is None:
-        n_nodes = int(min(4001, max(241, math.ceil(2 * L * float(np.max(stds)) / 0.03))))
+        n_nodes = int(min(4001, max(241, math.ceil(2 * L * float(np.max(stds)) / 0.1))))
     z = np.linspace(-L, L, int(n_nodes))
     w = np.exp(-0.5 * z * z)
     return z, w / w.sum()
