@@ -54,7 +54,7 @@ VARIANTS = ("derived", "reference")
 METHODS = ("auto", "fixed-point", "newton-krylov", "lbfgs")
 
 #: The paper's Newton-Krylov ``f_tol`` (an absolute bound on max|Sigma - G(Sigma)|). The library's
-#: default is tighter (tol=1e-6 and rtol=1e-5): at d0 = 128 the NNGP point itself already meets the
+#: default criterion is the backward error <= rtol = 1e-5 (see solve_eos): at d0 = 128 the NNGP point itself already meets the
 #: paper's tolerance (scipy's newton_krylov still takes one step; a method that tests its start stops
 #: there), and at d0 = 1 it accepts the spurious point Sigma ~ 0 (see the book's chapters 5 and 7).
 PAPER_TOL = 5e-4

@@ -89,6 +89,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -99,7 +100,7 @@ from IPython.display import display
 import nc1lib
 from nc1lib import D1, D2, eos
 from nc1lib.claims import Claim, claims_table
-from nc1lib.fcn import FCNModel, train_fcn
+from nc1lib.fcn import PAPER_DEFAULTS, FCNModel, train_fcn
 from nc1lib.plots import nc1_vs_d0, summarise
 from nc1lib.sweep import KernelModel, grid, sweep
 
@@ -109,16 +110,35 @@ if profile == "full":      # the paper's grid (EXPERIMENTS.md)
     path_N, path_d0 = 1024, 32
     fig5_Ns, fig5_d0s, fig5_repeats, fig5_epochs = [128, 256, 512, 1024], [1, 2, 8, 32, 128], 10, 5000
     sig_N, sig_d0s, sig_repeats, sig_width = 1024, [8, 32], 3, 500
+    # cells are solved in parallel processes (one BLAS thread each); the quick profile runs serially
+    n_workers = min(4, os.cpu_count() or 1)
+    executor = ProcessPoolExecutor(n_workers)
 elif profile == "quick":   # fewer N, d0 and repeats; Figure 5's networks train for 2000 epochs, not 5000
     Ns, d0s, repeats = [128, 256, 512], [1, 2, 8, 32], 3
     path_N, path_d0 = 256, 8
     fig5_Ns, fig5_d0s, fig5_repeats, fig5_epochs = [128], [1, 8, 32], 2, 2000
-    sig_N, sig_d0s, sig_repeats, sig_width = 256, [8], 2, 500
+    sig_N, sig_d0s, sig_repeats, sig_width = 256, [8, 32], 2, 500
+    n_workers, executor = 1, None
 else:
     raise ValueError(f"profile must be 'quick' or 'full', got {profile!r}")
 SETTINGS = dict(sigma_w2=1.0, sigma_a2=1.0 / 128, sigma2=1e-6)
 print(f"profile={profile}: Figure 4 on N in {Ns}, d0 in {d0s}, {repeats} repeats; EoS settings {SETTINGS}, "
-      f"target h = 500, schedule of {len(eos.annealing_schedule(500))} factors {eos.annealing_schedule(500)[:3]} ... 500")
+      f"target h = 500, schedule of {len(eos.annealing_schedule(500))} factors {eos.annealing_schedule(500)[:3]} ... 500; "
+      f"sweep executor: {'serial' if executor is None else f'{n_workers} processes'}")
+
+
+def exclude_unconverged(t):
+    """A copy of a sweep table in which EoS runs that did not converge have NC1 NaN (so that the
+    means and figures leave them out and count them in ``n_excluded``), with their NC1 kept in
+    ``nc1_unconverged``; diverged networks already have NC1 NaN. Prints what it excluded."""
+    t = t.copy()
+    bad = t.model.str.startswith("eos") & ~t.converged.fillna(True).astype(bool)
+    t["nc1_unconverged"] = np.where(bad, t.nc1, np.nan)
+    t.loc[bad, "nc1"] = np.nan
+    if bad.any():
+        print(f"excluded from the means and figures: {int(bad.sum())} EoS runs that did not converge, per model: "
+              + ", ".join(f"{m}: {n}" for m, n in t[bad].model.value_counts().sort_index().items()))
+    return t
 t_start = time.perf_counter()
 
 # %% [markdown]
@@ -159,9 +179,13 @@ display(checks)
 # after each factor of the annealing schedule, taking the gradient by autograd through an
 # explicit inverse. `nc1lib.solve_eos` offers three methods: Newton-Krylov, L-BFGS on the free
 # energy (derived variant), and the default, an Anderson-accelerated fixed-point iteration that
-# hands a step to L-BFGS (derived) or Newton-Krylov (reference) when it goes uphill or stalls.
-# One evaluation of $G$ costs a Cholesky factorisation and inverse of the $N\times N$ matrix
-# $Q + \sigma^2 I$ plus two products with $X$. `benchmarks/bench_eos.py` times all methods
+# hands a step to L-BFGS (derived) or Newton-Krylov (reference) when it goes uphill or stalls;
+# where L-BFGS stops above the tolerance (at $F$'s rounding floor) Newton-Krylov on the residual
+# polishes the point. Since $R = \partial\Tr[AQ]/\partial\Sigma$ does not depend on $h$, the
+# fixed-point method keeps its Anderson history across annealing steps (the residuals of past
+# points at the new $h$ cost $d_0\times d_0$ inverses only), and on D1 it needs about one
+# evaluation per step. One evaluation of $G$ costs a Cholesky factorisation and inverse of the
+# $N\times N$ matrix $Q + \sigma^2 I$ plus two products with $X$. `benchmarks/bench_eos.py` times all methods
 # against the reference-style solver at $N = 1024$, $d_0 = 128$; here a small version of it.
 #
 # **Tolerance.** The paper's `f_tol` bounds $\max|\Sigma - G(\Sigma)|$ absolutely. Since
@@ -171,17 +195,33 @@ display(checks)
 # step, which moves it part of the way (the audit chapter measures how far). At $d_0 = 1$ it accepts the spurious point
 # $\Sigma \approx 0$, where $\Sigma$ and $G(\Sigma)$ are both tiny (Newton-Krylov on the
 # derived variant lands there; its free energy is far above the minimiser's). The library's
-# default is `tol=1e-6` with a relative `rtol=1e-5`; the published figure is redrawn below
-# with the paper's tolerance as well.
+# default criterion is instead the **backward error** of the $\Sigma^{-1}$ equation,
+#
+# $$
+# \eta = \frac{\max|\Sigma^{-1} - P|}{\max\big(\max|\Sigma^{-1}|,\ d_0/\sigma_w^2,\ \max|R/h|\big)} \le 10^{-5},
+# \qquad P = \frac{d_0}{\sigma_w^2} I + \frac Rh,\quad R = \frac{\partial \Tr[AQ]}{\partial\Sigma}:
+# $$
+#
+# the equation holds to a relative precision $10^{-5}$ of the largest of its three terms. It is
+# invariant to the scale of $\Sigma$ (for $\Sigma$ near the NNGP point it equals the relative
+# residual $\max|\Sigma - G|/\max|\Sigma|$), and it is not amplified where $P$ is a small
+# difference of large terms: on D2 at $d_0 = 1$, $\Sigma$ reaches $10^3$ and
+# $P = 1 + R/h \approx 10^{-3}$, so an error $dP$ (at least the rounding of $R$) moves
+# $G(\Sigma) = P^{-1}$ by $\Sigma^2 dP$; there the residual in $\Sigma$ cannot meet a relative
+# $10^{-5}$ while $\eta$ does. Every run reports both (`residual`, `backward_error`). The
+# published figure is redrawn below with the paper's criterion (`f_tol` on the residual) as well.
 
 # %%
 ds = D1(128, 8).sample(0)
 rows = []
 t0 = time.perf_counter()
 Sig_ref, nfev = eos.reference_style_solve(ds.X, ds.y, h=500.0, **SETTINGS)
+# the reference-style solver raises NoConvergence where a step misses f_tol: returning means every step met it
 rows.append(dict(solver="reference-style: autograd + inverse, Newton-Krylov", variant="reference",
                  tol="paper", seconds=time.perf_counter() - t0, G_evals=nfev,
-                 nc1_h500=nc1lib.nc1_from_gram(eos.adaptive_kernel(ds.X, Sig_ref), ds.class_sizes)))
+                 nc1_h500=nc1lib.nc1_from_gram(eos.adaptive_kernel(ds.X, Sig_ref), ds.class_sizes),
+                 converged=bool(np.abs(eos.eos_residual(ds.X, ds.y, Sig_ref, 500.0, variant="reference",
+                                                        **SETTINGS)).max() <= eos.PAPER_TOL)))
 for variant, method, tol, rtol in [("reference", "newton-krylov", eos.PAPER_TOL, None),
                                    ("reference", "auto", 1e-6, 1e-5), ("derived", "newton-krylov", 1e-6, 1e-5),
                                    ("derived", "lbfgs", 1e-6, 1e-5), ("derived", "auto", 1e-6, 1e-5)]:
@@ -189,7 +229,8 @@ for variant, method, tol, rtol in [("reference", "newton-krylov", eos.PAPER_TOL,
     r = eos.solve_eos(ds.X, ds.y, h=500.0, variant=variant, method=method, tol=tol, rtol=rtol,
                       class_sizes=ds.class_sizes, on_failure="flag", **SETTINGS)
     tb = r.table()
-    rows.append(dict(solver=f"nc1lib {method}", variant=variant, tol="paper" if rtol is None else "1e-6/1e-5",
+    rows.append(dict(solver=f"nc1lib {method}", variant=variant,
+                     tol="paper" if rtol is None else f"backward error {rtol:g}",
                      seconds=time.perf_counter() - t0, G_evals=int(tb.fevals.sum()), nc1_h500=tb.nc1.iloc[-1],
                      converged=r.converged))
 speed = pd.DataFrame(rows)
@@ -216,21 +257,29 @@ SHORT = (1e5, 500.0)   # the tight solves go from the first factor straight to h
 models = [eos.EoSModel("reference", method="newton-krylov", tol=eos.PAPER_TOL, rtol=None, label="paper", **SETTINGS),
           eos.EoSModel("reference", schedule=SHORT, **SETTINGS), eos.EoSModel("derived", schedule=SHORT, **SETTINGS)]
 t0 = time.perf_counter()
-tab = sweep(models + [KernelModel("erf")], specs, repeats, progress=False)
-print(f"Figure 4 sweep: {len(tab)} rows in {time.perf_counter() - t0:.1f} s (cached cells load instantly)")
-eos_rows = tab[tab.model.str.startswith("eos")]
+tab_all = sweep(models + [KernelModel("erf")], specs, repeats, progress=False, executor=executor)
+wall4 = time.perf_counter() - t0
+eos_rows = tab_all[tab_all.model.str.startswith("eos")]
 status = eos_rows.groupby("model").agg(runs=("nc1", "size"), converged=("converged", "sum"),
-                                       max_residual=("residual", "max"), mean_fevals=("fevals", "mean"),
-                                       mean_solve_s=("solve_seconds", "mean"))
+                                       max_residual=("residual", "max"), max_backward_error=("backward_error", "max"),
+                                       mean_fevals=("fevals", "mean"), mean_solve_s=("solve_seconds", "mean"))
 display(status)
+# compute time of each EoS model over the whole grid: its solve_seconds at h = 500 (the whole annealed solve)
+compute = eos_rows[eos_rows.model.str.endswith("-h500")].groupby("model").solve_seconds.sum()
+print(f"Figure 4 sweep ({len(specs)} cells x {repeats} repeats): {wall4:.1f} s wall "
+      "(cached cells load instantly; then the times below are those measured when they were computed); "
+      "EoS compute time per model, summed over runs: "
+      + ", ".join(f"{m.removesuffix('-h500')}: {v:.1f} s" for m, v in compute.items()))
 bad = eos_rows[~eos_rows.converged.astype(bool)]
 if len(bad):
-    print("runs that did not converge (kept in the table and in the figures):")
-    display(bad[["model", "N", "d0", "repeat", "residual", "message"]])
+    print("runs that did not converge (kept in the table, left out of the means and figures, counted):")
+    display(bad[["model", "N", "d0", "repeat", "residual", "backward_error", "message"]])
+tab = exclude_unconverged(tab_all)
 
 # %%
 fig4_models = [("eos-reference-paper", "reference variant, paper's solver and f_tol"),
-               ("eos-reference", "reference variant, tol 1e-6"), ("eos-derived", "derived variant, tol 1e-6")]
+               ("eos-reference", "reference variant, backward error 1e-5"),
+               ("eos-derived", "derived variant, backward error 1e-5")]
 fig, axes = plt.subplots(len(fig4_models), 2, figsize=(10, 3.7 * len(fig4_models)), sharey=True)
 for i, (name, desc) in enumerate(fig4_models):
     for j, h in enumerate(("100000", "500")):
@@ -251,14 +300,16 @@ plt.show()
 
 
 # %%
-def cell_means(model):
-    t = tab[tab.model == model]
-    return np.log10(t.nc1.astype(float)).groupby([t.N, t.d0]).mean()
+def cell_summary(t, model):
+    """Mean log10 NC1 per (N, d0) of one model, with the number of runs left out (NaN: not converged/diverged)."""
+    return summarise(t[t.model == model]).set_index(["N", "d0"])[["mean", "n_excluded"]]
 
 
-summary = pd.DataFrame({m: cell_means(m) for m in ["nngp", "ntk"] + [f"{n}-h{h}" for n, _ in fig4_models
-                                                                      for h in ("100000", "500")]})
-print("mean log10 NC1 per cell")
+summary_parts = {m: cell_summary(tab, m) for m in ["nngp", "ntk"] + [f"{n}-h{h}" for n, _ in fig4_models
+                                                                      for h in ("100000", "500")]}
+summary = pd.DataFrame({m: v["mean"] for m, v in summary_parts.items()})
+excluded4 = pd.DataFrame({m: v["n_excluded"] for m, v in summary_parts.items()})
+print(f"mean log10 NC1 per cell (runs left out of a mean, over all cells: {int(excluded4.to_numpy().sum())})")
 display(summary.round(3))
 
 # %% [markdown]
@@ -334,38 +385,69 @@ display(labels_dep)
 # means $\mp 0.5 \cdot \mathbf 1_{d_0}$, standard deviation 1; the 2L-FCN trains with
 # learning rate $10^{-2}$ for 5000 epochs (*assumed*; the quick profile trains 2000 epochs),
 # width 500, weight decay $10^{-6}$, the paper's initialisation (`nc1lib.train_fcn`).
-# Runs that diverged (2L-FCN) or did not reach the tolerance (EoS) stay in the table: the
-# first have NC1 NaN and are counted in the figure's `n_excluded`, the second keep the NC1
-# of their last iterate and are listed below with their residual. On D2 the GP term of the
-# free energy is of order $y^\top y/\sigma^2$ (about $10^{6} N$), so at $\sigma^2 = 10^{-6}$ its
-# differences near the solution are at the level of its rounding error, which limits how
-# small a residual any solver can reach.
+#
+# **Divergence retry** (*assumed*, documented): at $d_0 = 1$ the hidden features of D2 are
+# strongly correlated, the loss's curvature is larger and gradient descent at $10^{-2}$ can
+# diverge. A run that diverges at $10^{-2}$ is retrained once at $10^{-3}$ (the paper's D1
+# learning rate), same data and seed; the retried runs are listed, marked in the figure
+# (triangles), and counted. A run that diverges again keeps NC1 NaN and is counted in
+# `n_excluded`. EoS runs that do not meet the convergence criterion stay in the table, are
+# marked in the figure (crosses, at the NC1 of their last iterate) and are left out of the
+# means, counted. On D2 the GP term of the free energy is of order $y^\top y/\sigma^2$ (about
+# $10^{6} N$): L-BFGS on $F$ stops at $F$'s rounding floor, and the solver then polishes with
+# Newton-Krylov on the residual.
 
 # %%
 t0 = time.perf_counter()
-fcn = FCNModel("erf", width=500, lr=1e-2, epochs=fig5_epochs, num_threads=1)
-tab5 = sweep([fcn, eos.EoSModel("reference", h_stops=(500.0,), schedule=SHORT, **SETTINGS),
-              eos.EoSModel("derived", h_stops=(500.0,), schedule=SHORT, **SETTINGS), KernelModel("erf")],
-             grid(D2, fig5_Ns, fig5_d0s), fig5_repeats, progress=False)
-print(f"Figure 5 sweep: {len(tab5)} rows in {time.perf_counter() - t0:.1f} s; "
-      f"2L-FCN final loss mean {tab5[tab5.model == '2l-fcn'].final_loss.mean():.3g}, "
-      f"diverged runs: {int(tab5[tab5.model == '2l-fcn'].diverged.sum())}; "
-      f"EoS runs not converged: {int((~tab5[tab5.model.str.startswith('eos')].converged.astype(bool)).sum())}")
-flagged = tab5[tab5.model.str.startswith("eos") & ~tab5.converged.astype(bool)]
+FIG5_LR, RETRY_LR = 1e-2, PAPER_DEFAULTS["lr"]          # assumed D2 lr; the retry lr of diverged runs
+specs5 = grid(D2, fig5_Ns, fig5_d0s)
+tab5_all = sweep([FCNModel("erf", width=500, lr=FIG5_LR, epochs=fig5_epochs, num_threads=1),
+                  eos.EoSModel("reference", h_stops=(500.0,), schedule=SHORT, **SETTINGS),
+                  eos.EoSModel("derived", h_stops=(500.0,), schedule=SHORT, **SETTINGS), KernelModel("erf")],
+                 specs5, fig5_repeats, progress=False, executor=executor)
+net = tab5_all.model == "2l-fcn"
+tab5_all.loc[net, "lr"] = FIG5_LR
+div = tab5_all[net & tab5_all.diverged.astype(bool)]
+key = ["N", "d0", "repeat"]
+if len(div):
+    # retrain the cells with a diverged run at RETRY_LR; only the runs that diverged are replaced
+    retry = sweep(FCNModel("erf", width=500, lr=RETRY_LR, epochs=fig5_epochs, num_threads=1),
+                  [sp for sp in specs5 if ((div.N == sp.N) & (div.d0 == sp.d0)).any()], fig5_repeats,
+                  progress=False, executor=executor).merge(div[key], on=key)
+    retry["lr"] = RETRY_LR
+    tab5_all = pd.concat([tab5_all.drop(div.index), retry], ignore_index=True)
+    print(f"2L-FCN runs that diverged at lr {FIG5_LR:g}: {len(div)}; retried at lr {RETRY_LR:g}, of which "
+          f"{int(retry.diverged.sum())} diverged again:")
+    display(div[key + ["diverged_epoch"]].merge(retry[key + ["diverged", "final_loss", "nc1"]], on=key)
+            .rename(columns={"diverged_epoch": f"diverged_epoch_lr{FIG5_LR:g}", "diverged": f"diverged_lr{RETRY_LR:g}"}))
+nets = tab5_all[tab5_all.model == "2l-fcn"]
+print(f"Figure 5 sweep: {time.perf_counter() - t0:.1f} s; 2L-FCN final loss mean {nets.final_loss.mean():.3g}; "
+      f"runs at lr {FIG5_LR:g}: {int((nets.lr == FIG5_LR).sum())}, at lr {RETRY_LR:g}: {int((nets.lr == RETRY_LR).sum())}")
+flagged = tab5_all[tab5_all.model.str.startswith("eos") & ~tab5_all.converged.astype(bool)]
 if len(flagged):
-    display(flagged[["model", "N", "d0", "repeat", "nc1", "residual"]])
+    print("EoS runs that did not converge (marked x in the figure, left out of the means):")
+    display(flagged[["model", "N", "d0", "repeat", "nc1", "residual", "backward_error", "message"]])
+tab5 = exclude_unconverged(tab5_all)
+FIG5_MODELS = (("2l-fcn", "2L-FCN"), ("eos-derived-h500", "EoS derived"), ("eos-reference-h500", "EoS reference"),
+               ("nngp", "NNGP"))
 fig, axes = plt.subplots(1, len(fig5_Ns), figsize=(5.2 * len(fig5_Ns), 3.8), squeeze=False)
 for ax, N in zip(axes[0], fig5_Ns):
     part = tab5[tab5.N == N]
-    for m, lab in (("2l-fcn", "2L-FCN"), ("eos-derived-h500", "EoS derived"),
-                   ("eos-reference-h500", "EoS reference"), ("nngp", "NNGP")):
+    for m, lab in FIG5_MODELS:
         nc1_vs_d0(part[part.model == m], ax=ax, label=lab, title=f"D2, N = {N}")
+    for col, rows, mk, lab in (("nc1_unconverged", part.nc1_unconverged.notna(), "x", "EoS not converged (excluded)"),
+                               ("nc1", (part.model == "2l-fcn") & (part.lr == RETRY_LR), "^",
+                                f"2L-FCN retried at lr {RETRY_LR:g}")):
+        if rows.any():
+            ax.scatter(part[rows].d0, np.log10(part[rows][col].astype(float)), marker=mk, color="k", s=30, zorder=5,
+                       label=lab)
+    ax.legend(fontsize="x-small")
 plt.tight_layout()
 plt.show()
-fig5 = pd.DataFrame({m: np.log10(tab5[tab5.model == m].nc1.astype(float)).groupby(
-    [tab5[tab5.model == m].N, tab5[tab5.model == m].d0]).mean()
-    for m in ("2l-fcn", "eos-derived-h500", "eos-reference-h500", "nngp")})
-display(fig5.round(3))
+fig5_parts = {m: cell_summary(tab5, m) for m, _ in FIG5_MODELS}
+fig5 = pd.DataFrame({m: v["mean"] for m, v in fig5_parts.items()})
+print("mean log10 NC1 per cell, and the runs left out of each mean (not converged / diverged twice):")
+display(fig5.round(3).join(pd.DataFrame({m: v["n_excluded"] for m, v in fig5_parts.items()}).add_prefix("excluded ")))
 
 # %% [markdown]
 # ## Beyond the paper: the predicted and the trained first-layer covariance
@@ -376,6 +458,12 @@ display(fig5.round(3))
 # the class-mean direction $u = \mathbf 1/\sqrt{d_0}$ (D1's means are $\mp 2\cdot\mathbf 1$):
 # $\rho = u^\top \Sigma u / (\Tr \Sigma / d_0)$, which is 1 for an isotropic $\Sigma$. A trained
 # network is not a posterior sample, so this compares directions and magnitudes, not equality.
+#
+# Caveats, which limit the comparison of magnitudes: the trained 2L-FCN has biases (the EoS
+# network has none), its readout starts at variance $1.97^2/h$ against the EoS's
+# $\sigma_a^2/h$ with $\sigma_a^2 = 1/128$ (the paper's values, MATH.md 7), it is trained by
+# gradient descent for a fixed number of epochs with weight decay $10^{-6}$ rather than sampled
+# from the posterior whose prior the EoS use, and its $\hat\Sigma$ averages $h = 500$ rows only.
 
 # %%
 rows, spectra = [], {}
@@ -396,9 +484,11 @@ for d0 in sig_d0s:
             ev = np.sort(np.linalg.eigvalsh(Sg))[::-1]
             spectra.setdefault((d0, name), []).append(ev)
             rows.append(dict(d0=d0, repeat=r, source=name, trace=np.trace(Sg), top_eig=ev[0],
-                             top_over_median=ev[0] / np.median(ev), alignment=(u @ Sg @ u) / (np.trace(Sg) / d0)))
+                             top_over_median=ev[0] / np.median(ev), alignment=(u @ Sg @ u) / (np.trace(Sg) / d0),
+                             move_from_prior=np.linalg.norm(Sg - cands["init (prior)"]) / np.linalg.norm(
+                                 cands["init (prior)"])))
 sig_tab = pd.DataFrame(rows)
-display(sig_tab.groupby(["d0", "source"])[["trace", "top_eig", "top_over_median", "alignment"]].mean())
+display(sig_tab.groupby(["d0", "source"])[["trace", "top_eig", "top_over_median", "alignment", "move_from_prior"]].mean())
 fig, axes = plt.subplots(1, len(sig_d0s), figsize=(5.2 * len(sig_d0s), 3.6), squeeze=False)
 for ax, d0 in zip(axes[0], sig_d0s):
     for name in ("init (prior)", "2L-FCN trained", "EoS reference", "EoS derived"):
@@ -412,16 +502,42 @@ for ax, d0 in zip(axes[0], sig_d0s):
 plt.tight_layout()
 plt.show()
 
-# %% [markdown]
-# ## Verdicts: claims 5 and 6
+# %%
+# the conclusion, computed from the table: does the EoS predict the trained network's departure
+# from the prior (alignment rho > 1 with the class-mean direction, and the top eigenvalue's share)?
+sig_mean = sig_tab.groupby(["d0", "source"])[["trace", "top_over_median", "alignment", "move_from_prior"]].mean()
+lines = []
+for d0 in sig_d0s:
+    net_ = sig_mean.loc[(d0, "2L-FCN trained")]
+    for variant in ("reference", "derived"):
+        e = sig_mean.loc[(d0, f"EoS {variant}")]
+        ex_e, ex_n = e.alignment - 1, net_.alignment - 1
+        # rho of h rows drawn from an isotropic prior: u^T S_hat u ~ chi^2_h / h, relative std sqrt(2/h)
+        rho_noise = np.sqrt(2.0 / sig_width)
+        if abs(ex_n) < 2 * rho_noise:
+            verdict = (f"the trained network's rho - 1 is within twice the sampling noise of {sig_width} isotropic "
+                       f"rows ({rho_noise:.3f}): the alignment the EoS predict is not seen in it")
+        elif np.sign(ex_e) == np.sign(ex_n):
+            verdict = f"same direction, the EoS's excess {ex_e / ex_n:.2g} times the trained network's"
+        else:
+            verdict = "opposite directions"
+        # ||S_hat - S||_F / ||S||_F of h rows drawn from the prior S = I/d0: sqrt((d0 + 1)/h) in expectation
+        noise = np.sqrt((d0 + 1) / sig_width)
+        lines.append(f"d0 = {d0}, EoS {variant}: rho - 1 = {ex_e:+.3f} against the trained network's {ex_n:+.3f} "
+                     f"({verdict}); distance from the prior {e.move_from_prior:.3f} against {net_.move_from_prior:.3f} "
+                     f"(the sampling noise of {sig_width} prior rows: {noise:.3f}); "
+                     f"Tr Sigma {e.trace:.3f} against {net_.trace:.3f} (prior {SETTINGS['sigma_w2']:g})")
+print("Conclusion, computed from the table above:")
+print("\n".join(lines))
 #
 # Rules, applied to the cell means of $\log_{10}$ NC1 above, for each variant:
 #
 # * **Claim 5** (the EoS at $h = 10^5$ looks like the NNGP; at $h = 500$ it gives lower NC1 than
-#   NNGP and NTK for the larger $N$ and $d_0$): holds if every cell at $h = 10^5$ is within 0.1
-#   (in $\log_{10}$) of the NNGP, and at $h = 500$ the EoS is below both NNGP and NTK in every
-#   cell with the largest $N$ and $d_0 \geq 8$. (The comparison with the 2L-FCN on D1 belongs to
-#   the trained-networks chapter.)
+#   NNGP and NTK for the larger $N$ and $d_0$, in the direction of the 2L-FCN): holds if every
+#   cell at $h = 10^5$ is within 0.1 (in $\log_{10}$) of the NNGP, and at $h = 500$, in every
+#   cell with the largest $N$ and $d_0 \geq 8$, the EoS is below both NNGP and NTK and closer to
+#   the 2L-FCN than the NNGP is ($|\mathrm{EoS} - \mathrm{FCN}| < |\mathrm{NNGP} - \mathrm{FCN}|$;
+#   the 2L-FCN trained on the same datasets with the paper's D1 settings, lr $10^{-3}$, 1000 epochs).
 # * **Claim 6** (on D2 the EoS tracks the 2L-FCN for small $d_0$; at the largest $d_0$ the
 #   2L-FCN's NC1 is about twice the EoS's): holds if at the smallest $d_0$ the two are within a
 #   factor 1.5 and at the largest $d_0$ the ratio 2L-FCN/EoS lies in $[1.5, 3]$, for every $N$.
@@ -429,31 +545,49 @@ plt.show()
 # %%
 claims = []
 bigN = max(Ns)
+t0 = time.perf_counter()
+fcn_d1 = sweep(FCNModel("erf", width=PAPER_DEFAULTS["width"], lr=PAPER_DEFAULTS["lr"], epochs=PAPER_DEFAULTS["epochs"],
+                        num_threads=1), grid(D1, [bigN], [d for d in d0s if d >= 8]), repeats, progress=False,
+               executor=executor)
+fcn_cells = cell_summary(fcn_d1, "2l-fcn")
+print(f"2L-FCN on D1 at N = {bigN}, d0 >= 8 ({time.perf_counter() - t0:.1f} s): mean log10 NC1 "
+      + ", ".join(f"d0={d}: {v:.3f}" for (_, d), v in fcn_cells["mean"].items())
+      + f"; runs left out (diverged): {int(fcn_cells.n_excluded.sum())}")
 for name, desc in fig4_models:
     near = (summary[f"{name}-h100000"] - summary["nngp"]).abs()
     cells = summary.loc[(bigN, slice(None))]
     cells = cells[cells.index >= 8]
+    fcn_v = fcn_cells["mean"].xs(bigN, level="N").reindex(cells.index)
     below = (cells[f"{name}-h500"] < cells[["nngp", "ntk"]].min(axis=1))
-    claims.append(Claim(5, f"EoS ~ NNGP at h = 1e5; below NNGP and NTK at h = 500 for large N, d0 ({desc})",
-                        "all |h1e5 - NNGP| < 0.1 and h500 < min(NNGP, NTK) at the largest N, d0 >= 8",
-                        bool((near < 0.1).all() and below.all()),
-                        f"max |h1e5 - NNGP| = {near.max():.3f}; h500 - min(NNGP, NTK) at N = {bigN}: "
+    toward = (cells[f"{name}-h500"] - fcn_v).abs() < (cells["nngp"] - fcn_v).abs()
+    undecided = near.isna().any() or cells[[f"{name}-h500", "nngp", "ntk"]].isna().any().any() or fcn_v.isna().any()
+    claims.append(Claim(5, f"EoS ~ NNGP at h = 1e5; below NNGP and NTK at h = 500 for large N, d0, toward the 2L-FCN ({desc})",
+                        "all |h1e5 - NNGP| < 0.1; at the largest N, d0 >= 8: h500 < min(NNGP, NTK) and "
+                        "|h500 - FCN| < |NNGP - FCN|",
+                        None if undecided else bool((near < 0.1).all() and below.all() and toward.all()),
+                        f"max |h1e5 - NNGP| = {near.max():.3f}; at N = {bigN}, h500 - min(NNGP, NTK): "
                         + ", ".join(f"d0={d}: {v:+.3f}" for d, v in
-                                    (cells[f'{name}-h500'] - cells[['nngp', 'ntk']].min(axis=1)).items())))
+                                    (cells[f'{name}-h500'] - cells[['nngp', 'ntk']].min(axis=1)).items())
+                        + "; (h500, NNGP, FCN): " + ", ".join(
+                            f"d0={d}: ({cells.loc[d, f'{name}-h500']:.2f}, {cells.loc[d, 'nngp']:.2f}, {fcn_v[d]:.2f})"
+                            for d in cells.index)))
 for variant in ("derived", "reference"):
     diff = fig5["2l-fcn"] - fig5[f"eos-{variant}-h500"]
     lo, hi = min(fig5_d0s), max(fig5_d0s)
-    small = diff.xs(lo, level="d0").abs()
+    small = diff.xs(lo, level="d0")
     large = diff.xs(hi, level="d0")
     if small.isna().any() or large.isna().any():
         holds = None        # a cell has no finite mean (e.g. every network diverged): undecided
     else:
-        holds = bool((small < np.log10(1.5)).all() and ((large > np.log10(1.5)) & (large < np.log10(3))).all())
+        holds = bool((small.abs() < np.log10(1.5)).all() and ((large > np.log10(1.5)) & (large < np.log10(3))).all())
     claims.append(Claim(6, f"D2: EoS tracks the 2L-FCN at small d0, 2L-FCN ~ 2x EoS at the largest d0 ({variant})",
                         "|log ratio| < log 1.5 at the smallest d0; ratio in [1.5, 3] at the largest d0",
                         holds, f"2L-FCN/EoS at d0={lo}: " + ", ".join(f"{10 ** v:.2f}" for v in small.values)
                         + f"; at d0={hi}: " + ", ".join(f"{10 ** v:.2f}" for v in large.values)))
-display(claims_table(claims))
+with pd.option_context("display.max_colwidth", None):
+    display(claims_table(claims))
+if executor is not None:
+    executor.shutdown()
 print(f"chapter executed in {time.perf_counter() - t_start:.1f} s (profile={profile})")
 
 # %% [markdown]
@@ -467,3 +601,8 @@ print(f"chapter executed in {time.perf_counter() - t_start:.1f} s (profile={prof
 #   `eos-reference-paper` and `eos-reference` of the cell-mean table.
 # * The label-dependence table measures how little the reference variant's solution depends on
 #   the labels, and how much the derived variant's does.
+# * Every EoS run reports its residual and its backward error; the status tables count the runs
+#   that missed the criterion, which are marked and left out of the means (Figure 5 also marks
+#   the 2L-FCN runs retried at the lower learning rate).
+# * The comparison of the predicted and trained first-layer covariances is summarised, from its
+#   table, in the conclusion printed under its figure.
