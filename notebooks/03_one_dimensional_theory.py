@@ -496,19 +496,20 @@ for _, r in slopes.iterrows():
 # %%
 fig, axes = plt.subplots(1, len(sweep_kernels), figsize=(4 * len(sweep_kernels), 4), sharey=False)
 for ax, kern in zip(axes, sweep_kernels):
-    for (s_, sizes_), g in sweep[sweep.kernel == kern].groupby(["s_", "sizes"]):
+    for j, ((s_, sizes_), g) in enumerate(sweep[sweep.kernel == kern].groupby(["s_", "sizes"])):
         g = g.sort_values("m")
+        first = j == 0                                  # line styles are labelled once per panel
         line = ax.errorbar(g.m, g.mc_nc1, yerr=2 * g.mc_nc1_se, fmt="o", label=f"MC, s = {s_:g}, n = {sizes_}")
         col = line[0].get_color()
-        ax.plot(g.m, g.exact_nc1, "-", color=col, label="exact (quadrature)" if kern.startswith("erf") else "exact")
-        ax.plot(g.m, g.derived_nc1, "--", color=col, label="series, order 2" if kern.startswith("erf") else "Theorem 5.1")
+        ax.plot(g.m, g.exact_nc1, "-", color=col, label=("exact (quadrature)" if kern.startswith("erf") else "exact") if first else None)
+        ax.plot(g.m, g.derived_nc1, "--", color=col, label=("series, order 2" if kern.startswith("erf") else "Theorem 5.1") if first else None)
         if kern.startswith("erf"):
-            ax.plot(g.m, g.series4_nc1, ":", color=col, label="series, order 4")
+            ax.plot(g.m, g.series4_nc1, ":", color=col, label="series, order 4" if first else None)
         cs = tuple(int(v) for v in sizes_.split("+"))
         if (kern, cs) in predicted:
             p = float(predicted[(kern, cs)])
             ref = g.exact_nc1.iloc[-1] * (g.m / g.m.iloc[-1]) ** p
-            ax.plot(g.m, ref, color="gray", lw=0.8, alpha=0.7, label=f"slope {p:+.0f} (predicted)")
+            ax.plot(g.m, ref, color="gray", lw=0.8, alpha=0.7, label=f"slope {p:+.0f} (predicted)" if first else None)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(r"$|\mu|$")
