@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.optimize
 from scipy.linalg import blas, lapack
 
