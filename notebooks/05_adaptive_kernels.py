@@ -99,7 +99,7 @@ from IPython.display import display
 
 import nc1lib
 from nc1lib import D1, D2, eos
-from nc1lib.claims import Claim, claims_table
+from nc1lib.claims import Claim, show_claims
 from nc1lib.fcn import PAPER_DEFAULTS, FCNModel, train_fcn
 from nc1lib.plots import nc1_vs_d0, summarise
 from nc1lib.sweep import KernelModel, grid, sweep
@@ -584,8 +584,7 @@ for variant in ("derived", "reference"):
                         "|log ratio| < log 1.5 at the smallest d0; ratio in [1.5, 3] at the largest d0",
                         holds, f"2L-FCN/EoS at d0={lo}: " + ", ".join(f"{10 ** v:.2f}" for v in small.values)
                         + f"; at d0={hi}: " + ", ".join(f"{10 ** v:.2f}" for v in large.values)))
-with pd.option_context("display.max_colwidth", None):
-    display(claims_table(claims))
+show_claims(claims)
 if executor is not None:
     executor.shutdown()
 print(f"chapter executed in {time.perf_counter() - t_start:.1f} s (profile={profile})")
