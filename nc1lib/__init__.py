@@ -14,7 +14,7 @@ from .plots import nc1_vs_d0, summarise
 from .claims import Claim, claims_table, show_claims
 from .fcn import FCNModel, FCNResult, train_fcn
 from .eos import (PAPER_TOL, REFERENCE_SCHEDULE, EoSConvergenceError, EoSModel, EoSResult, adaptive_kernel,
-                  annealing_schedule, free_energy, solve_eos)
+                  annealing_schedule, eos_backward_error, free_energy, solve_eos)
 from . import theory1d
 
 __all__ = [
@@ -23,6 +23,6 @@ __all__ = [
     "nc1_from_gram", "nc1_of_data", "relative_nc1", "kernel_fn", "nngp_gram", "ntk_gram",
     "KernelModel", "grid", "kernel_block_sums", "sweep", "nc1_vs_d0", "summarise", "Claim",
     "claims_table", "show_claims", "FCNModel", "FCNResult", "train_fcn", "EoSModel", "EoSResult", "solve_eos",
-    "EoSConvergenceError", "PAPER_TOL", "REFERENCE_SCHEDULE", "adaptive_kernel", "annealing_schedule", "free_energy",
+    "EoSConvergenceError", "PAPER_TOL", "REFERENCE_SCHEDULE", "adaptive_kernel", "annealing_schedule", "eos_backward_error", "free_energy",
     "theory1d",
 ]

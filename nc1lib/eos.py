@@ -582,30 +582,38 @@ def solve_eos(X, y, *, h: float = 500.0, sigma_w2: float = 1.0, sigma_a2: float 
 
 
 def _lbfgs_step(pb: _Problem, Sigma, h, maxiter):
-    """Minimise F over Sigma = L L^T (L lower triangular, scaled by the prior's sqrt(sigma_w^2/d0)).
+    """Minimise F over Sigma = L L^T, L lower triangular with a positive diagonal (log-Cholesky).
 
+    The variables are L's entries scaled by the prior's sqrt(sigma_w^2/d0), the diagonal ones
+    as logarithms, so every trial point of the line search is a positive definite Sigma (with
+    L itself as the variable a trial can hit L_ii = 0, a singular Sigma; seen at d0 = 1).
     Stops as soon as the convergence test (from the same evaluation) passes.
     Returns (Sigma, iterations, message), the message empty if the test passed.
     """
     d0, sigma_w2 = pb.d0, pb.sigma_w2
     s0 = np.sqrt(sigma_w2 / d0)
     il = np.tril_indices(d0)
+    diag = il[0] == il[1]
     L0 = np.linalg.cholesky(Sigma)
     last = {}
 
     def unpack(x):
+        v = x * s0
+        v[diag] = s0 * np.exp(x[diag])
         L = np.zeros((d0, d0))
-        L[il] = x * s0
+        L[il] = v
         return L
 
     def fun(x):
         L = unpack(x)
         st = pb.evaluate(L @ L.T)
         f = _free_energy_value(st, h, d0, sigma_w2)
-        gL = 2.0 * _free_energy_grad(st, h, d0, sigma_w2) @ L      # dF/dL for Sigma = L L^T
+        gL = (2.0 * _free_energy_grad(st, h, d0, sigma_w2) @ L)[il]  # dF/dL for Sigma = L L^T
         if pb.converged(st, h):
             last["best"] = x.copy()
-        return f, gL[il] * s0
+        g = gL * s0
+        g[diag] = gL[diag] * L[il][diag]                             # chain rule through L_ii = s0 exp(x)
+        return f, g
 
     its = [0]
 
@@ -616,6 +624,7 @@ def _lbfgs_step(pb: _Problem, Sigma, h, maxiter):
             raise StopIteration
 
     x0 = L0[il] / s0
+    x0[diag] = np.log(L0[il][diag] / s0)
     fun(x0)                                  # first evaluation: already converged?
     pb.nfev -= 1
     if "best" in last:
