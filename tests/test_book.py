@@ -96,6 +96,7 @@ def test_claims_summary_is_read_from_the_notebook_outputs(tmp_path):
     claims = [Claim(3, "a statement | with a pipe", "a rule", True, "e"), Claim("8b (x)", "s", "r", None, "e")]
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell('profile = "full"', metadata={"tags": ["injected-parameters"]}),
         nbformat.v4.new_code_cell("show_claims(claims)", outputs=[   # what show_claims displays
             nbformat.v4.new_output("display_data", data=claims_bundle(claims))])])
     nbformat.write(nb, tmp_path / "ch.ipynb")
@@ -105,3 +106,4 @@ def test_claims_summary_is_read_from_the_notebook_outputs(tmp_path):
     assert "2 verdicts**: 1 hold, 0 do not hold, 1 undecided" in text
     assert "no chapter reports in this build: 1, 2, 4, 5, 6, 7, 9." in text
     assert "absent" in text.split("not executed")[1]
+    assert "profiles `full` (ch)" in text       # executed with another profile than this build's

@@ -93,16 +93,19 @@ def _show_only_injected_parameters(path: Path) -> None:
 
 
 def _claims_of(path: Path):
-    """The chapter's title and the claims its ``nc1lib.show_claims`` outputs carry."""
+    """The chapter's title, the profile it was executed with (papermill's injected parameters)
+    and the claims its ``nc1lib.show_claims`` outputs carry."""
     import nbformat
     from nc1lib.claims import CLAIMS_MIME
 
     nb = nbformat.read(path, as_version=4)
     title = next((line[2:].strip() for c in nb.cells if c.cell_type == "markdown"
                   for line in c.source.splitlines() if line.startswith("# ")), path.stem)
+    injected = "".join(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    m = re.search(r"profile\s*=\s*[\"']([\w-]+)[\"']", injected)
     found = [rec for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
              for rec in out.get("data", {}).get(CLAIMS_MIME, [])]
-    return title, found
+    return title, (m.group(1) if m else "unknown"), found
 
 
 def write_claims_summary(names: list[str], profile: str, out_dir: Path = GENERATED) -> Path:
@@ -114,21 +117,25 @@ def write_claims_summary(names: list[str], profile: str, out_dir: Path = GENERAT
     def cell(text):
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    rows, missing_chapters = [], []
+    rows, missing_chapters, profiles = [], [], {}
     for name in names:
         path = out_dir / f"{name}.ipynb"
         if not path.exists():
             missing_chapters.append(name)
             continue
-        title, found = _claims_of(path)
+        title, profiles[name], found = _claims_of(path)
         for rec in found:
             rows.append((rec, name, title))
+    if set(profiles.values()) <= {profile}:
+        executed = f"profile `{profile}`"
+    else:          # --only rebuilt some chapters; the others kept an earlier execution
+        executed = "profiles " + ", ".join(f"`{p}` ({n})" for n, p in profiles.items())
     base = [int(m.group()) if (m := re.match(r"\d+", r["number"])) else None for r, _, _ in rows]
     counts = {v: sum(r["verdict"] == v for r, _, _ in rows) for v in ("holds", "does not hold", "undecided")}
     lines = [
         "# The claims at a glance", "",
         "Every verdict of the book in one table, collected from the executed chapters when the book was "
-        f"built (profile `{profile}`). Each verdict is computed in its chapter by the rule stated there, "
+        f"built ({executed}). Each verdict is computed in its chapter by the rule stated there, "
         "beside the numbers it rests on; follow the link for the figure and the evidence. A claim checked "
         "under several settings (a variant, a convention, a model) has one row per setting.", "",
         f"**{len(rows)} verdicts**: {counts['holds']} hold, {counts['does not hold']} do not hold, "
