@@ -436,13 +436,22 @@ def _nk_step(F, Sigma, tol, maxiter, inner_maxiter, pb=None):
         return np.asarray(e.args[0]), its[0], "newton_krylov: no convergence"
 
 
+#: Newton-Krylov budget of a polish (outer, inner iterations): at most ~10 x 30 evaluations.
+#: A polish finishes a point that is nearly converged; where it is not, the full budget of a
+#: Newton-Krylov solve (maxiter x inner_maxiter = 1e4 evaluations at the defaults, minutes at
+#: N = 1024) would be spent on every remaining annealing step of a problem that fails anyway.
+POLISH_ITERS = (10, 30)
+
+
 def _polish(pb: _Problem, Sigma, h, maxiter, inner_maxiter):
     """Newton-Krylov on the residual of the convergence test, from a point another method stopped at
-    above the tolerance (L-BFGS on F stops at F's rounding floor, above the EoS residual's).
-    Returns (Sigma, iterations, message); an evaluation failure keeps the starting point."""
+    above the tolerance (L-BFGS on F stops at F's rounding floor, above the EoS residual's), within
+    :data:`POLISH_ITERS`. Returns (Sigma, iterations, message); an evaluation failure keeps the
+    starting point."""
     F, ftol = pb.nk_function(h)
     try:
-        S, its, msg = _nk_step(F, Sigma, ftol, maxiter, inner_maxiter, pb)
+        S, its, msg = _nk_step(F, Sigma, ftol, min(maxiter, POLISH_ITERS[0]), min(inner_maxiter, POLISH_ITERS[1]),
+                               pb)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
         return Sigma, 0, f"Newton-Krylov polish failed: {e}"
     return 0.5 * (S + S.T), its, msg
